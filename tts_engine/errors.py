@@ -1,0 +1,84 @@
+"""Typed errors the engine raises for bad input or unavailable dependencies.
+
+Each carries an HTTP status, a machine-readable code and, where the fault is
+one request field, that field's name; the HTTP layer maps them 1:1 to
+``{"error": {"code", "message", "field"}}`` bodies.
+"""
+
+from __future__ import annotations
+
+
+class VoxServeError(Exception):
+    """Base class: ``status`` is the HTTP status the ingress should answer."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+
+class InvalidInput(VoxServeError):
+    """A field is present but its value is not acceptable (range, content)."""
+
+    status = 422
+    code = "invalid_input"
+
+
+class EmptyText(InvalidInput):
+    code = "empty_text"
+
+
+class TextTooLong(VoxServeError):
+    status = 413
+    code = "text_too_long"
+
+
+class UnsupportedLanguage(InvalidInput):
+    code = "unsupported_language"
+
+
+class UnsupportedFormat(InvalidInput):
+    code = "unsupported_format"
+
+
+class UnknownVoice(VoxServeError):
+    status = 404
+    code = "unknown_voice"
+
+
+class NotFound(VoxServeError):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(VoxServeError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(VoxServeError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class Forbidden(VoxServeError):
+    status = 403
+    code = "forbidden"
+
+
+class StorageUnavailable(VoxServeError):
+    """Object storage stayed unreachable after bounded retries."""
+
+    status = 503
+    code = "storage_unavailable"
+
+
+class Overloaded(VoxServeError):
+    status = 503
+    code = "overloaded"
