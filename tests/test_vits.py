@@ -194,7 +194,8 @@ def test_multi_speaker_voice_in_catalog_and_speakers_differ(tiny_voice):
     assert voice.describe()["speakers"] == ["ann", "bob", "cy"]
     runs = {s: engine.synthesize("hello there", voice="xx_tiny-multi", speaker=s, seed=1).audio
             for s in ("ann", "bob", 2)}
-    assert not np.allclose(runs["ann"][:2000], runs["bob"][:2000])
+    ann, bob = runs["ann"], runs["bob"]
+    assert ann.shape != bob.shape or not np.allclose(ann, bob)
     again = engine.synthesize("hello there", voice="xx_tiny-multi", speaker="ann", seed=1).audio
     assert np.array_equal(runs["ann"], again)
     from tts_engine.errors import InvalidInput

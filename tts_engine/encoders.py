@@ -120,7 +120,7 @@ def encode(audio: np.ndarray, sample_rate: int, fmt: str, out_rate: int | None =
         return to_pcm16(samples)
     if fmt == "wav":
         pcm = to_pcm16(samples)
-        return _wav_header(rate, len(pcm)) + pcm
+        return wav_header(rate, len(pcm)) + pcm
     # Seekable, so the muxer can go back and fill in what it learns at the end:
     # mp3's Xing/LAME frame (length, encoder delay) and FLAC's STREAMINFO totals.
     file = io.BytesIO()
@@ -209,7 +209,7 @@ class StreamEncoder:
 
     def header(self) -> bytes:
         """Bytes that open the stream: the WAV header; empty for other formats."""
-        return _wav_header(self.out_rate, None) if self.format == "wav" else b""
+        return wav_header(self.out_rate, None) if self.format == "wav" else b""
 
     def feed(self, chunk: np.ndarray) -> bytes:
         """Encoded bytes ready after this chunk (may be empty while mp3/opus/flac buffer)."""
@@ -244,7 +244,10 @@ def _stream_content_type(fmt: str, rate: int) -> str:
     return CONTENT_TYPES[fmt]
 
 
-def _wav_header(rate: int, data_bytes: int | None) -> bytes:
+WAV_HEADER_BYTES = 44
+
+
+def wav_header(rate: int, data_bytes: int | None) -> bytes:
     """44-byte PCM s16 mono RIFF header; ``None`` writes the 0xFFFFFFFF 'unknown length'
     that streaming servers use and players read as 'until end of stream'."""
     data_size = _UNKNOWN_WAV_SIZE if data_bytes is None else data_bytes

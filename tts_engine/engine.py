@@ -16,11 +16,11 @@ import random
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 
 import numpy as np
 import torch
 
+from .assembly import finish_audio, join_sentences, silence
 from .errors import InvalidInput, UnsupportedLanguage
 from .frontend import Sentence, TextFrontend
 from .settings import Settings, get_settings
@@ -81,6 +81,12 @@ class Prepared:
     volume: float = 1.0
     pitch: float = 0.0
     dropped: list[str] = field(default_factory=list)
+    model_version: str = ""
+    seed_given: bool = False   # a random seed must not make the result a cache identity
+
+    @property
+    def normalized_text(self) -> str:
+        return " ".join(s.text for s in self.sentences)
 
 
 @dataclass
@@ -105,6 +111,7 @@ class TTSEngine:
         self.device = torch.device(device or _pick_device(self.settings.device))
         self._models: dict[str, Vits] = {}
         self._lock = threading.Lock()
+        self._version_cache: dict[str, str] = {}
         if self.settings.torch_threads:
             torch.set_num_threads(self.settings.torch_threads)
 
@@ -121,9 +128,9 @@ class TTSEngine:
         prepared = self.prepare(text, _options(options, kwargs))
         for i, (ids, noise, speaker) in enumerate(_items(prepared)):
             if i:
-                yield self.pause(prepared.voice.sample_rate)
+                yield silence(self.settings.sentence_pause_s, prepared.voice.sample_rate)
             for chunk in self.render_stream(prepared.voice.id, ids, noise, speaker):
-                yield self.post_process(chunk, prepared)
+                yield finish_audio(chunk, prepared.voice.sample_rate, prepared.volume, prepared.pitch)
 
     # ------------------------------------------------------------------ text side
 
@@ -155,6 +162,8 @@ class TTSEngine:
             volume=options.volume,
             pitch=options.pitch,
             dropped=dropped,
+            model_version=self.model_version(voice.id),
+            seed_given=options.seed is not None,
         )
 
     # ------------------------------------------------------------------ model side
@@ -201,37 +210,11 @@ class TTSEngine:
 
     # ------------------------------------------------------------------ assembly
 
-    def pause(self, sample_rate: int) -> np.ndarray:
-        return np.zeros(int(self.settings.sentence_pause_s * sample_rate), dtype=np.float32)
-
-    def post_process(self, audio: np.ndarray, prepared: Prepared) -> np.ndarray:
-        """Pitch shift and volume; clipped to [-1, 1]."""
-        if prepared.pitch:
-            from .adapt import shift_pitch  # WORLD is only needed when pitch is asked for
-
-            audio = shift_pitch(audio, prepared.voice.sample_rate, prepared.pitch)
-        if prepared.volume != 1.0:
-            audio = audio * prepared.volume
-        return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
-
-    def join(self, pieces: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
-        """Sentences in order with a natural pause between them."""
-        gap = self.pause(sample_rate)
-        out: list[np.ndarray] = []
-        for i, piece in enumerate(pieces):
-            if i:
-                out.append(gap)
-            out.append(piece)
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
-
     def finish(self, prepared: Prepared, pieces: Sequence[np.ndarray]) -> Synthesis:
-        audio = self.post_process(self.join(pieces, prepared.voice.sample_rate), prepared)
-        return Synthesis(audio, prepared.voice.sample_rate, prepared.voice.id, prepared.language,
-                         prepared.seed, prepared.dropped)
-
-    @cached_property
-    def _version_cache(self) -> dict[str, str]:
-        return {}
+        rate = prepared.voice.sample_rate
+        audio = join_sentences(pieces, rate, self.settings.sentence_pause_s)
+        audio = finish_audio(audio, rate, prepared.volume, prepared.pitch)
+        return Synthesis(audio, rate, prepared.voice.id, prepared.language, prepared.seed, prepared.dropped)
 
     def model_version(self, voice_id: str) -> str:
         """Changes whenever the voice's weights or our engine change (part of cache keys)."""

@@ -19,6 +19,10 @@ class VoxServeError(Exception):
         self.message = message
         self.field = field
 
+    def __reduce__(self):
+        # Errors cross process boundaries (Ray); keep the field when unpickled.
+        return (self.__class__, (self.message, self.field))
+
     def to_dict(self) -> dict:
         return {"error": {"code": self.code, "message": self.message, "field": self.field}}
 
