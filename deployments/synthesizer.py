@@ -1,0 +1,64 @@
+"""Synthesizer deployment: acoustic model + vocoder, batched across concurrent requests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import numpy as np
+from ray import serve
+from ray.serve.metrics import Histogram
+
+from tts_engine.engine import TTSEngine
+from tts_engine.settings import Settings
+from tts_engine.vits import NoiseSpec
+
+from .options import SYNTHESIZER
+
+Item = tuple[str, list[int], NoiseSpec, "int | None"]  # voice id, phoneme ids, noise, speaker
+
+
+@serve.deployment(name="Synthesizer", **SYNTHESIZER)
+class Synthesizer:
+    def __init__(self, settings: dict | None = None) -> None:
+        self.engine = TTSEngine(Settings(**(settings or {})))
+        s = self.engine.settings
+        self.render.set_max_batch_size(s.batch_max_size)
+        self.render.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
+        self.engine.model(s.default_voice)  # load before taking traffic
+        self.batch_sizes: Counter[int] = Counter()
+        self.batch_histogram = Histogram(
+            "voxserve_batch_size", description="Sentences per Synthesizer batch",
+            boundaries=[1, 2, 4, 8, 16, 32],
+        )
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def render(self, items: list[Item]) -> list[np.ndarray]:
+        """One sentence per call; Serve gathers concurrent calls into ``items``."""
+        self.batch_sizes[len(items)] += 1
+        self.batch_histogram.observe(len(items))
+        # Torch releases the GIL: rendering in a thread keeps the loop free to gather the next batch.
+        return await asyncio.to_thread(self._render_grouped, items)
+
+    def _render_grouped(self, items: list[Item]) -> list[np.ndarray]:
+        out: list[np.ndarray | None] = [None] * len(items)
+        by_voice: dict[str, list[int]] = {}
+        for i, (voice, *_rest) in enumerate(items):
+            by_voice.setdefault(voice, []).append(i)
+        for voice, rows in by_voice.items():
+            audio = self.engine.render_batch(voice, [items[i][1:] for i in rows])
+            for i, a in zip(rows, audio):
+                out[i] = a
+        return out  # type: ignore[return-value]
+
+    async def render_stream(self, voice: str, ids: list[int], noise: NoiseSpec,
+                            speaker: int | None) -> AsyncIterator[np.ndarray]:
+        """Chunks of one sentence as the vocoder produces them (first ~0.23 s)."""
+        chunks = self.engine.render_stream(voice, ids, noise, speaker)
+        done = object()
+        while (chunk := await asyncio.to_thread(next, chunks, done)) is not done:
+            yield chunk
+
+    def stats(self) -> dict:
+        return {"batch_sizes": dict(self.batch_sizes)}

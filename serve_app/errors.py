@@ -1,0 +1,74 @@
+"""One error shape for every failure: {"error": {"code", "message", "field"}}."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tts_engine.errors import Overloaded, VoxServeError
+
+log = logging.getLogger("voxserve")
+
+RETRY_AFTER_S = "1"
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The original exception behind Ray's wrappers (RayTaskError keeps it as ``cause``)."""
+    seen = 0
+    while seen < 5 and not isinstance(exc, VoxServeError):
+        cause = getattr(exc, "cause", None)
+        if cause is None or cause is exc:
+            break
+        exc, seen = cause, seen + 1
+    return exc
+
+
+def as_voxserve_error(exc: BaseException) -> VoxServeError | None:
+    """Our typed error for ``exc``, including Ray's overload rejections; None for a bug."""
+    exc = unwrap(exc)
+    if isinstance(exc, VoxServeError):
+        return exc
+    name = type(exc).__name__
+    if name in ("BackPressureError", "DeploymentUnavailableError"):
+        return Overloaded("the service is at capacity; retry shortly")
+    return None
+
+
+def error_response(err: VoxServeError, headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
+    if err.status == 503:
+        headers.setdefault("Retry-After", RETRY_AFTER_S)
+    return JSONResponse(err.to_dict(), status_code=err.status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
+        field = ".".join(loc) or None
+        status = 400 if first.get("type") == "json_invalid" else 422
+        message = first.get("msg", "invalid request")
+        if field:
+            message = f"{field}: {message}"
+        body = {"error": {"code": "invalid_request", "message": message, "field": field}}
+        return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        body = {"error": {"code": code, "message": str(exc.detail), "field": None}}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def on_any(request: Request, exc: Exception) -> JSONResponse:
+        err = as_voxserve_error(exc)
+        if err is not None:
+            return error_response(err)
+        log.exception("unhandled error for %s %s", request.method, request.url.path)
+        body = {"error": {"code": "internal_error", "message": "internal error", "field": None}}
+        return JSONResponse(body, status_code=500)
