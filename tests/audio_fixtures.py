@@ -54,7 +54,7 @@ SPEAKERS: dict[str, SyntheticSpeaker] = {
     "joe": SyntheticSpeaker(1.0, 1.0, 1.0, 0.0, 1.0),
     "child": SyntheticSpeaker(1.6, 1.2, 1.18, -1.5, 0.95),
     "deep": SyntheticSpeaker(0.7, 0.8, 0.88, -2.0, 1.1),
-    "bright": SyntheticSpeaker(1.35, 1.3, 1.09, 2.5, 1.0),
+    "bright": SyntheticSpeaker(1.3, 1.3, 1.0, 4.0, 0.9),
 }
 
 _lock = threading.Lock()
@@ -91,11 +91,20 @@ def phoneme_ids(text: str) -> list[int]:
     return ids
 
 
+# Piper draws its noise inside the ONNX graph from an unseeded generator
+# (onnxruntime.set_seed does not reach it), so the voice's usual scales (0.667, 0.8)
+# give slightly different audio on every run. Test clips use zero noise instead:
+# bit-for-bit reproducible, still clearly the same voice (GE2E cosine ~0.99 to the
+# noisy rendering of the same sentence), a little flatter in prosody.
+NATURAL_SCALES = (0.667, 0.8)
+TEST_SCALES = (0.0, 0.0)
+
+
 @lru_cache(maxsize=64)
-def synth_piper(text: str, length_scale: float = 1.0, noise_scale: float = 0.667,
-                noise_w: float = 0.8) -> np.ndarray:
-    """The default voice saying ``text``: float32 at 22050 Hz (Piper's noise is sampled
-    by onnxruntime, so two calls differ slightly; cached, so in-process repeats do not)."""
+def synth_piper(text: str, length_scale: float = 1.0, noise_scale: float = TEST_SCALES[0],
+                noise_w: float = TEST_SCALES[1]) -> np.ndarray:
+    """The default voice saying ``text``: float32 at 22050 Hz, read-only, cached.
+    With non-zero noise scales two processes get slightly different audio."""
     with _lock:
         _, _, sess = _piper()
         ids = np.array([phoneme_ids(text)], dtype=np.int64)

@@ -39,3 +39,50 @@ def onnx_reference():
         return session.run(None, feed)[0].reshape(-1)
 
     return run
+
+
+# ---------------------------------------------------------------------- the live service (Ray once per session)
+
+S3_SECRET = "voxtest-secret-do-not-log"
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory):
+    """VoxServe on a real local Ray Serve: app "s3" (moto S3 behind a cuttable proxy) at /,
+    app "local" (local-directory store, signed /media URLs) at /local."""
+    import socket
+
+    import ray
+    from ray import serve
+
+    from serve_app.app import build_app
+    from tests.s3util import TcpProxy, moto_server
+
+    with moto_server() as endpoint:
+        proxy = TcpProxy(int(endpoint.rsplit(":", 1)[1]))
+        s3_endpoint = f"http://127.0.0.1:{proxy.port}"
+        env = {
+            "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": S3_SECRET, "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_S3": s3_endpoint, "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        }
+        os.environ.update(env)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        base = f"http://127.0.0.1:{port}"
+        local_dir = tmp_path_factory.mktemp("store")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False,
+                 runtime_env={"env_vars": env})
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        common = {"store_retries": 1, "store_backoff_s": 0.05, "store_timeout_s": 2.0, "batch_wait_timeout_s": 0.05}
+        serve.run(build_app({**common, "store": "s3://voxtest/audio"}), name="s3", route_prefix="/")
+        serve.run(build_app({**common, "store": f"file://{local_dir}", "public_base_url": f"{base}/local"}),
+                  name="local", route_prefix="/local")
+        state = {"base": base, "proxy": proxy, "moto": endpoint, "local_dir": local_dir}
+        try:
+            yield state
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+            state["proxy"].stop()

@@ -23,6 +23,7 @@ from moto.server import ThreadedMotoServer
 
 from tts_engine.errors import Forbidden, InvalidInput, NotFound, StorageUnavailable
 from tts_engine.settings import Settings
+from tests.s3util import TcpProxy
 from tts_engine.store import (
     CACHE_CONTROL,
     LocalStore,
@@ -135,61 +136,6 @@ def injected_errors(
         yield calls
     finally:
         events.unregister(f"before-send.s3.{operation}", unique_id=unique_id)
-
-
-class TcpProxy:
-    """Forwards a local port to moto; stop() closes the listener and cuts every open connection.
-
-    Stopping moto itself would not do: its threaded server keeps serving
-    keep-alive connections after shutdown(), so a pooled client never notices.
-    """
-
-    def __init__(self, target_port: int, port: int = 0) -> None:
-        self._target_port = target_port
-        self._listener = socket.create_server(("127.0.0.1", port))
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self._sockets: list[socket.socket] = []
-        self._stopped = threading.Event()
-        threading.Thread(target=self._accept_loop, daemon=True).start()
-
-    def _accept_loop(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(None)
-            upstream = socket.create_connection(("127.0.0.1", self._target_port))
-            self._sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._listener.close()
-        for s in self._sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
 
 
 # --------------------------------------------------------------------------- S3
