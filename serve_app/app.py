@@ -22,10 +22,12 @@ from pydantic import BaseModel, ValidationError
 from ray import serve
 
 from deployments.options import INGRESS
+from deployments.speaker_cache import SpeakerEmbeddingCache
 from deployments.synthesizer import Synthesizer
 from deployments.text_frontend import TextFrontend
 from tts_engine import encoders
-from tts_engine.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedFormat, UnsupportedMediaType
+from tts_engine.cloning import AdaptationConditioning, VoiceRegistry, decode_reference
+from tts_engine.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, UnsupportedFormat, UnsupportedMediaType
 from tts_engine.settings import Settings
 from tts_engine.store import LocalStore, open_store
 from tts_engine.voices import VoiceCatalog
@@ -71,31 +73,64 @@ def tts_body_schema() -> dict:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-async def read_model(request: Request, model: type[BaseModel]) -> BaseModel:
-    """Parse a JSON body into ``model``, with our 400/413/415/422 errors."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in ("application/json", ""):
-        raise UnsupportedMediaType(f"send application/json (got '{content_type}')", field="content-type")
+def content_type_of(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_limited_body(request: Request, limit: int, what: str) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` (before reading it all)."""
     length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_JSON_BYTES:
-        raise PayloadTooLarge(f"request body over {MAX_JSON_BYTES} bytes", field="body")
-    raw = await request.body()
-    if len(raw) > MAX_JSON_BYTES:
-        raise PayloadTooLarge(f"request body over {MAX_JSON_BYTES} bytes", field="body")
+    if length and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"{what} is over the limit of {limit} bytes", field=what)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"{what} is over the limit of {limit} bytes", field=what)
+    request._body = bytes(body)  # lets request.form() parse what was already read
+    return request._body
+
+
+def validated(model: type[BaseModel], data: dict | bytes) -> BaseModel:
     try:
-        return model.model_validate_json(raw or b"{}")
+        return model.model_validate_json(data) if isinstance(data, bytes) else model.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
+
+
+async def read_model(request: Request, model: type[BaseModel]) -> BaseModel:
+    """Parse a JSON body into ``model``, with our 400/413/415/422 errors."""
+    content_type = content_type_of(request)
+    if content_type not in ("application/json", ""):
+        raise UnsupportedMediaType(f"send application/json (got '{content_type}')", field="content-type")
+    raw = await read_limited_body(request, MAX_JSON_BYTES, "body")
+    return validated(model, raw or b"{}")
+
+
+async def read_form(request: Request, limit: int) -> tuple[dict[str, str], dict[str, bytes]]:
+    """Multipart form: (text fields, file fields as bytes)."""
+    await read_limited_body(request, limit, "body")
+    form = await request.form()
+    fields, files = {}, {}
+    for name, value in form.multi_items():
+        if isinstance(value, str):
+            fields[name] = value
+        else:
+            files[name] = await value.read()
+    return fields, files
 
 
 @serve.deployment(name="Ingress", **INGRESS)
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, frontend, synthesizer, settings: dict | None = None) -> None:
+    def __init__(self, frontend, synthesizer, speaker_cache, settings: dict | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
         self.settings = Settings(**(settings or {}))
         self.store = open_store(self.settings)
         self.voices = VoiceCatalog(self.settings)
+        self.registry = VoiceRegistry(self.store)
+        self.speaker_cache = speaker_cache
+        self.jobs: set[asyncio.Task] = set()
         self.metrics = IngressMetrics()
         app.state.metrics = self.metrics
         self.service = SynthesisService(self.settings, frontend, synthesizer, self.store, self.metrics)
@@ -106,9 +141,9 @@ class Ingress:
     @app.post("/v1/tts", response_model=TTSResponse, openapi_extra=tts_body_schema(),
               responses={200: {"content": {"audio/*": {}}}})
     async def tts(self, request: Request) -> Response:
-        """Synthesize; answer a storage URL (default), base64 audio in JSON, or the audio bytes."""
-        body: TTSRequest = await read_model(request, TTSRequest)
-        req = self.audio_request(body, request)
+        """Synthesize; answer a storage URL (default), base64 audio in JSON, or the audio bytes.
+        Also takes multipart/form-data: the same fields plus a ``reference_audio`` file."""
+        body, req = await self.read_tts(request)
         result = await self.service.synthesize(req, want_bytes=body.response != "url")
         if body.response == "binary":
             return Response(result.data, media_type=encoders.CONTENT_TYPES[result.format],
@@ -126,8 +161,8 @@ class Ingress:
     async def tts_stream(self, request: Request) -> StreamingResponse:
         """Chunked audio; first bytes leave as soon as the first chunk is vocoded. The whole file is
         also stored under its key, whose URL is in ``X-Audio-URL``."""
-        body: TTSRequest = await read_model(request, TTSRequest)
-        return await self.streaming_response(self.audio_request(body, request), "/v1/tts/stream")
+        _, req = await self.read_tts(request)
+        return await self.streaming_response(req, "/v1/tts/stream")
 
     @app.post("/v1/audio/speech", responses={200: {"content": {"audio/*": {}}}})
     async def openai_speech(self, request: Request) -> StreamingResponse:
@@ -138,18 +173,53 @@ class Ingress:
             allowed = [f for f in OPENAI_FORMATS if f != "aac"]
             raise UnsupportedFormat(f"response_format '{body.response_format}' is not supported; use one of {allowed}",
                                     field="response_format")
-        options = TTSRequest(text=body.input, voice=body.voice, speed=body.speed).options()
-        req = AudioRequest(text=body.input, options=options, format=fmt,
-                           sample_rate=OPENAI_PCM_RATE if fmt == "pcm" else None,
-                           request_id=request.state.request_id)
+        tts_body = TTSRequest(text=body.input, voice=body.voice, speed=body.speed, format=fmt,
+                              sample_rate=OPENAI_PCM_RATE if fmt == "pcm" else None)
+        req = await self.audio_request(tts_body, request)
         if body.stream_format == "sse":
             return await self.sse_response(req)
         return await self.streaming_response(req, "/v1/audio/speech")
 
-    def audio_request(self, body: TTSRequest, request: Request) -> AudioRequest:
-        return AudioRequest(text=body.text, options=body.options(), format=body.format,
-                            sample_rate=body.sample_rate, cache=body.cache,
-                            request_id=request.state.request_id)
+    async def read_tts(self, request: Request) -> tuple[TTSRequest, AudioRequest]:
+        if content_type_of(request) != "multipart/form-data":
+            body: TTSRequest = await read_model(request, TTSRequest)
+            return body, await self.audio_request(body, request)
+        fields, files = await read_form(request, self.settings.max_upload_bytes + 64 * 1024)
+        body = validated(TTSRequest, fields)
+        reference = files.get("reference_audio")
+        if reference is None and fields.get("ref_audio_path"):
+            reference = self.reference_from_path(fields["ref_audio_path"])
+        return body, await self.audio_request(body, request, reference)
+
+    def reference_from_path(self, path: str) -> bytes:
+        """GPT-SoVITS-style ``ref_audio_path``: only ever inside ``reference_dir``."""
+        root = self.settings.reference_dir
+        if root is None:
+            raise BadRequest("ref_audio_path is disabled on this server; upload reference_audio instead",
+                             field="ref_audio_path")
+        root = root.resolve()
+        target = (root / path).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            raise BadRequest("ref_audio_path must name a file inside the reference directory",
+                             field="ref_audio_path")
+        return target.read_bytes()
+
+    async def audio_request(self, body: TTSRequest, request: Request, reference: bytes | None = None) -> AudioRequest:
+        """Resolve registered voices and reference clips into a base voice + conditioning."""
+        voice, conditioning = body.voice, None
+        if reference is not None:
+            await asyncio.to_thread(decode_reference, reference, self.settings, "reference_audio")
+            analysed = await self.speaker_cache.analyze.remote(reference)
+            conditioning = AdaptationConditioning(analysed.profile)
+        elif VoiceRegistry.is_registered_id(voice):
+            record = await asyncio.to_thread(self.registry.ready, voice)
+            voice, conditioning = record.base_voice or None, AdaptationConditioning(record.profile)
+        return AudioRequest(
+            text=body.text, options=body.options(voice=voice or self.settings.default_voice), format=body.format,
+            sample_rate=body.sample_rate, cache=body.cache, request_id=request.state.request_id,
+            conditioning_key=conditioning.identity() if conditioning else "",
+            transform=conditioning.apply if conditioning else None,
+        )
 
     async def streaming_response(self, req: AudioRequest, route: str) -> StreamingResponse:
         started = time.perf_counter()
@@ -178,11 +248,54 @@ class Ingress:
 
     @app.get("/v1/voices")
     async def list_voices(self) -> dict:
-        return {"voices": [v.describe() for v in self.voices.list()]}
+        registered = await asyncio.to_thread(self.registry.list)
+        return {"voices": [v.describe() for v in self.voices.list()] + [r.public() for r in registered]}
 
     @app.get("/v1/voices/{voice_id}")
     async def get_voice(self, voice_id: str) -> dict:
+        if VoiceRegistry.is_registered_id(voice_id):
+            return (await asyncio.to_thread(self.registry.get, voice_id)).public()
         return self.voices.get(voice_id).describe()
+
+    @app.post("/v1/voices", status_code=202)
+    async def register_voice(self, request: Request) -> JSONResponse:
+        """Upload a reference clip (multipart: audio, name, transcript?, language?) -> 202 + voice_id;
+        analysis runs in the background; poll GET /v1/voices/{voice_id}."""
+        if content_type_of(request) != "multipart/form-data":
+            raise UnsupportedMediaType("send multipart/form-data with an 'audio' file", field="content-type")
+        fields, files = await read_form(request, self.settings.max_upload_bytes + 64 * 1024)
+        audio = files.get("audio")
+        if audio is None:
+            raise InvalidInput("an 'audio' file is required", field="audio")
+        if len(audio) > self.settings.max_upload_bytes:
+            raise PayloadTooLarge(f"audio is over the limit of {self.settings.max_upload_bytes} bytes", field="audio")
+        name = fields.get("name", "").strip()
+        if not name or len(name) > 100:
+            raise InvalidInput("name is required (1 to 100 characters)", field="name")
+        base = self.voices.get(None)
+        language = fields.get("language", base.languages[0]).strip().lower()
+        if language not in base.languages:
+            raise InvalidInput(f"language '{language}' is not spoken by the base voice ({base.languages})",
+                               field="language")
+        await asyncio.to_thread(decode_reference, audio, self.settings, "audio")
+        record = await asyncio.to_thread(self.registry.create, name, language, fields.get("transcript"), audio,
+                                         base.id)
+        job = asyncio.create_task(self.run_registration(record.voice_id))
+        self.jobs.add(job)
+        job.add_done_callback(self.jobs.discard)
+        return JSONResponse({"voice_id": record.voice_id, "status": record.status}, status_code=202,
+                            headers={"Location": f"/v1/voices/{record.voice_id}"})
+
+    async def run_registration(self, voice_id: str) -> None:
+        try:
+            await self.speaker_cache.register.remote(voice_id)
+        except Exception:  # noqa: BLE001 - the job records its own failure; this is a transport error
+            log.exception("registration job for %s could not run", voice_id)
+
+    @app.delete("/v1/voices/{voice_id}", status_code=204)
+    async def delete_voice(self, voice_id: str) -> Response:
+        await asyncio.to_thread(self.registry.delete, voice_id)
+        return Response(status_code=204)
 
     # ------------------------------------------------------------------ media, health, stats
 
@@ -229,11 +342,13 @@ class Ingress:
     async def stats(self) -> dict:
         """This ingress replica's counters and one Synthesizer replica's batch sizes (for tests and
         dashboards without Prometheus; cluster-wide numbers are in Ray's metrics)."""
-        return {"ingress": dict(self.metrics.local), "synthesizer": await self.synthesizer.stats.remote()}
+        return {"ingress": dict(self.metrics.local), "synthesizer": await self.synthesizer.stats.remote(),
+                "speaker_cache": await self.speaker_cache.stats.remote()}
 
 
 def build_app(args: dict | None = None):
     """The bound application; ``args`` are Settings overrides (the serve config's ``args:``)."""
     overrides = dict(args or {})
     Settings(**overrides)  # fail fast on bad config, before any replica starts
-    return Ingress.bind(TextFrontend.bind(overrides), Synthesizer.bind(overrides), settings=overrides)
+    return Ingress.bind(TextFrontend.bind(overrides), Synthesizer.bind(overrides),
+                        SpeakerEmbeddingCache.bind(overrides), settings=overrides)

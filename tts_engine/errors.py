@@ -27,6 +27,13 @@ class VoxServeError(Exception):
         return {"error": {"code": self.code, "message": self.message, "field": self.field}}
 
 
+class BadRequest(VoxServeError):
+    """The request is malformed or asks for something never allowed (e.g. a path outside a root)."""
+
+    status = 400
+    code = "bad_request"
+
+
 class InvalidInput(VoxServeError):
     """A field is present but its value is not acceptable (range, content)."""
 

@@ -1,0 +1,123 @@
+"""SpeakerEmbeddingCache deployment: reference analysis by content hash, and voice-registration jobs.
+
+Get-or-compute: in-memory LRU over entries persisted in the store (``embeddings/{hash}.json``),
+so a restarted replica reloads lazily; concurrent requests for one clip compute once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+
+import numpy as np
+from ray import serve
+from ray.serve.metrics import Counter
+
+from tts_engine.cloning import (
+    SIMILARITY_SENTENCE, AdaptationConditioning, Reference, VoiceRegistry, analyze_reference, content_hash,
+)
+from tts_engine.engine import TTSEngine
+from tts_engine.errors import NotFound, VoxServeError
+from tts_engine.settings import Settings
+from tts_engine.speaker import SpeakerEncoder, similarity
+from tts_engine.store import open_store
+
+from .options import SPEAKER_CACHE
+
+log = logging.getLogger("voxserve")
+
+
+@serve.deployment(name="SpeakerEmbeddingCache", **SPEAKER_CACHE)
+class SpeakerEmbeddingCache:
+    def __init__(self, settings: dict | None = None) -> None:
+        self.settings = Settings(**(settings or {}))
+        self.store = open_store(self.settings)
+        self.registry = VoiceRegistry(self.store)
+        self.encoder = SpeakerEncoder()
+        self.entries: OrderedDict[str, Reference] = OrderedDict()
+        self.inflight: dict[str, asyncio.Future[Reference]] = {}
+        self.counts = {"hit": 0, "miss": 0}
+        self.lookups = Counter("voxserve_speaker_cache", description="Speaker-embedding cache lookups",
+                               tag_keys=("result",))
+        self._engine: TTSEngine | None = None
+
+    async def analyze(self, data: bytes) -> Reference:
+        """Embedding + voice profile of a clip, computed at most once per content hash."""
+        key = content_hash(data)
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self._count("hit", self.entries[key])
+        if key in self.inflight:
+            return self._count("hit", await asyncio.shield(self.inflight[key]))
+        future = asyncio.get_running_loop().create_future()
+        self.inflight[key] = future
+        try:
+            reference, from_store = await asyncio.to_thread(self._load_or_compute, key, data)
+            self._remember(reference)
+            future.set_result(reference)
+            return self._count("hit" if from_store else "miss", reference)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            self.inflight.pop(key, None)
+
+    def _load_or_compute(self, key: str, data: bytes) -> tuple[Reference, bool]:
+        path = f"embeddings/{key}.json"
+        try:
+            return Reference.from_json(self.store.get(path)), True
+        except NotFound:
+            pass
+        reference = analyze_reference(data, self.settings, self.encoder)
+        self.store.put(path, reference.to_json(), "application/json")
+        return reference, False
+
+    def _remember(self, reference: Reference) -> None:
+        self.entries[reference.hash] = reference
+        self.entries.move_to_end(reference.hash)
+        while len(self.entries) > self.settings.speaker_cache_size:
+            self.entries.popitem(last=False)
+
+    def _count(self, result: str, reference: Reference) -> Reference:
+        self.counts[result] += 1
+        self.lookups.inc(tags={"result": result})
+        return reference
+
+    async def register(self, voice_id: str) -> str:
+        """The registration job: analyse the stored reference, measure similarity, mark ready/failed."""
+        record = await asyncio.to_thread(self.registry.get, voice_id)
+        try:
+            data = await asyncio.to_thread(self.registry.reference, record)
+            reference = await self.analyze(data)
+            raw, adapted = await asyncio.to_thread(self._measure, reference, record.base_voice)
+            record.profile, record.status = reference.profile, "ready"
+            record.similarity, record.similarity_unadapted = round(adapted, 4), round(raw, 4)
+        except NotFound:
+            return "deleted"  # removed while processing
+        except VoxServeError as exc:
+            record.status, record.reason = "failed", exc.message
+        except Exception as exc:  # noqa: BLE001 - a job failure is reported on the voice, not raised
+            log.exception("voice registration %s failed", voice_id)
+            record.status, record.reason = "failed", f"analysis failed: {type(exc).__name__}"
+        try:
+            await asyncio.to_thread(self.registry.get, voice_id)  # still there?
+            await asyncio.to_thread(self.registry.save, record)
+        except NotFound:
+            return "deleted"
+        return record.status
+
+    def _measure(self, reference: Reference, base_voice: str) -> tuple[float, float]:
+        """GE2E similarity to the reference of the raw base voice and of the adapted one."""
+        if self._engine is None:
+            self._engine = TTSEngine(self.settings)
+        result = self._engine.synthesize(SIMILARITY_SENTENCE, voice=base_voice or None, seed=0)
+        adapted = AdaptationConditioning(reference.profile).apply(result.audio, result.sample_rate)
+        target = np.asarray(reference.embedding, dtype=np.float32)
+        raw_sim = similarity(self.encoder.embed(result.audio, result.sample_rate), target)
+        adapted_sim = similarity(self.encoder.embed(adapted, result.sample_rate), target)
+        return raw_sim, adapted_sim
+
+    def stats(self) -> dict:
+        return {**self.counts, "entries": len(self.entries)}
