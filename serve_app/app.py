@@ -41,7 +41,8 @@ log = logging.getLogger("voxserve")
 
 MAX_JSON_BYTES = 1 << 20
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-OPENAI_PCM_RATE = 24000  # OpenAI's "pcm" is 24 kHz s16le
+OPENAI_PCM_RATE = 24000
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")  # OpenAI's "pcm" is 24 kHz s16le
 
 app = FastAPI(
     title="VoxServe",
@@ -181,7 +182,7 @@ class Ingress:
         return await self.streaming_response(req, "/v1/audio/speech")
 
     async def read_tts(self, request: Request) -> tuple[TTSRequest, AudioRequest]:
-        if content_type_of(request) != "multipart/form-data":
+        if content_type_of(request) not in FORM_TYPES:
             body: TTSRequest = await read_model(request, TTSRequest)
             return body, await self.audio_request(body, request)
         fields, files = await read_form(request, self.settings.max_upload_bytes + 64 * 1024)

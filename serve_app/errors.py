@@ -64,6 +64,20 @@ def install_error_handlers(app: FastAPI) -> None:
         body = {"error": {"code": code, "message": str(exc.detail), "field": None}}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
+    # Specific handlers answer inside Starlette's exception middleware; the catch-all
+    # below runs in its server-error middleware, which re-raises (and Ray logs a failure).
+    @app.exception_handler(VoxServeError)
+    async def on_ours(request: Request, exc: VoxServeError) -> JSONResponse:
+        return error_response(exc)
+
+    from ray.exceptions import RayTaskError
+    from ray.serve.exceptions import BackPressureError
+
+    @app.exception_handler(RayTaskError)
+    @app.exception_handler(BackPressureError)
+    async def on_ray(request: Request, exc: Exception) -> JSONResponse:
+        return await on_any(request, exc)
+
     @app.exception_handler(Exception)
     async def on_any(request: Request, exc: Exception) -> JSONResponse:
         err = as_voxserve_error(exc)

@@ -146,7 +146,7 @@ def test_bad_reference_audio_is_422(http, audio, needle):
 
 
 def test_reference_formats_and_stereo_accepted(http):
-    clip = speaker_clip("deep", 1)
+    clip = np.concatenate([speaker_clip("deep", 1), speaker_clip("deep", 2)])
     stereo = np.stack([clip, clip], axis=1)
     import soundfile as sf
 
