@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from .metrics import IngressMetrics
 log = logging.getLogger("voxserve")
 
 AUDIO_PREFIX = "tts"
+LOCK_PREFIX = "locks"
+CLAIM_TTL_S = 120.0     # a claim older than this is a crashed replica's; take it over
+CLAIM_POLL_S = 0.1
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Result:
     cached: bool
     data: bytes | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    stored: StoredObject | None = None
 
 
 @dataclass
@@ -129,42 +133,100 @@ class SynthesisService:
             audio = await asyncio.to_thread(transform, audio, rate)
         return finish_audio(audio, rate, prepared.volume, prepared.pitch)
 
-    def metadata(self, prepared: Prepared, fmt: str, rate: int, duration_s: float) -> dict[str, str]:
-        return {
+    def metadata(self, prepared: Prepared, fmt: str, rate: int, duration_s: float | None) -> dict[str, str]:
+        meta = {
             "voice": prepared.voice.id,
-            "duration-s": f"{duration_s:.3f}",
             "sample-rate": str(rate),
             "format": fmt,
             "model-version": prepared.model_version,
         }
+        if duration_s is not None:
+            meta["duration-s"] = f"{duration_s:.3f}"
+        return meta
 
     # ------------------------------------------------------------------ sync
 
     async def synthesize(self, req: AudioRequest, want_bytes: bool = False) -> Result:
+        """Cached result if the key exists; else synthesize once: identical requests in this replica
+        share one future, other replicas wait on a claim object in the store."""
         started = time.perf_counter()
         prepared, fmt, rate, key = await self.prepare(req)
         frontend_ms = (time.perf_counter() - started) * 1000
+        use_cache = req.cache and self.settings.cache_enabled
         hit = await self.cached(req, key)
+        if hit is None and use_cache and key in self._inflight:
+            hit = (await asyncio.shield(self._inflight[key])).stored
+        if hit is None and use_cache:
+            hit = await self.wait_for_other_replica(key)  # None: this replica now holds the claim
         if hit is not None:
-            data = await asyncio.to_thread(self.store.get, key) if want_bytes else None
-            return Result(key, self.store.url(key), float(hit.metadata.get("duration-s", 0)), rate, fmt,
-                          prepared.voice.id, True, data, {"frontend_ms": frontend_ms})
-        if key in self._inflight and req.cache:
-            result = await asyncio.shield(self._inflight[key])
-            data = await asyncio.to_thread(self.store.get, key) if want_bytes else None
-            return Result(**{**result.__dict__, "cached": True, "data": data})
+            return await self.cached_result(hit, prepared, rate, fmt, want_bytes, frontend_ms)
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        if use_cache:
+            self._inflight[key] = future
         try:
             result = await self._synthesize_fresh(req, prepared, fmt, rate, key, frontend_ms)
-            future.set_result(Result(**{**result.__dict__, "data": None}))
-            return result if want_bytes else Result(**{**result.__dict__, "data": None})
+            future.set_result(result)
+            return result if want_bytes else replace(result, data=None)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it, nobody else must
             raise
         finally:
-            self._inflight.pop(key, None)
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
+            if use_cache:
+                await asyncio.to_thread(self._release, key)
+
+    async def cached_result(self, hit: StoredObject, prepared: Prepared, rate: int, fmt: str,
+                            want_bytes: bool, frontend_ms: float) -> Result:
+        data = await asyncio.to_thread(self.store.get, hit.key) if want_bytes else None
+        duration = hit.metadata.get("duration-s")
+        if duration is None:  # streamed uploads know their length only at the end: measure it
+            audio, audio_rate = encoders.decode(data if data is not None else self.store.get(hit.key))
+            duration = len(audio) / audio_rate
+        return Result(hit.key, self.store.url(hit.key), float(duration), rate, fmt, prepared.voice.id, True, data,
+                      {"frontend_ms": frontend_ms})
+
+    # ------------------------------------------------------------------ de-duplication across replicas
+
+    @staticmethod
+    def _claim_key(key: str) -> str:
+        return f"{LOCK_PREFIX}/{key.rsplit('/', 1)[-1]}.claim"
+
+    def _try_claim(self, key: str) -> bool:
+        """Conditional create of a claim object: exactly one replica wins a fresh key."""
+        claim = self._claim_key(key)
+        stamp = json.dumps({"at": time.time()}).encode()
+        if self.store.put_if_absent(claim, stamp, "application/json"):
+            return True
+        try:
+            age = time.time() - json.loads(self.store.get(claim))["at"]
+        except Exception:  # noqa: BLE001 - vanished or unreadable: treat as free
+            age = CLAIM_TTL_S + 1
+        if age > CLAIM_TTL_S:
+            self.store.delete(claim)
+            return self.store.put_if_absent(claim, stamp, "application/json")
+        return False
+
+    def _release(self, key: str) -> None:
+        try:
+            self.store.delete(self._claim_key(key))
+        except Exception:  # noqa: BLE001 - a leftover claim only expires
+            log.warning("could not release claim for %s", key)
+
+    async def wait_for_other_replica(self, key: str) -> StoredObject | None:
+        """None if this replica should synthesize (it now holds the claim); else the object another
+        replica finished. If that replica gives up (claim gone, no object), this one takes over."""
+        while not await asyncio.to_thread(self._try_claim, key):
+            deadline = time.monotonic() + CLAIM_TTL_S
+            while time.monotonic() < deadline:
+                await asyncio.sleep(CLAIM_POLL_S)
+                obj = await asyncio.to_thread(self.store.head, key)
+                if obj is not None:
+                    return obj
+                if not await asyncio.to_thread(self.store.exists, self._claim_key(key)):
+                    break
+        return None
 
     async def _synthesize_fresh(self, req: AudioRequest, prepared: Prepared, fmt: str, rate: int,
                                 key: str, frontend_ms: float) -> Result:
@@ -175,11 +237,11 @@ class SynthesisService:
         t1 = time.perf_counter()
         duration = len(audio) / source_rate
         meta = self.metadata(prepared, fmt, rate, duration)
-        await asyncio.to_thread(self.store.put, key, data, encoders.CONTENT_TYPES[fmt], meta)
+        stored = await asyncio.to_thread(self.store.put, key, data, encoders.CONTENT_TYPES[fmt], meta)
         t2 = time.perf_counter()
         self.metrics.produced(duration)
         timings = {"frontend_ms": frontend_ms, "synthesis_ms": (t1 - t0) * 1000, "storage_ms": (t2 - t1) * 1000}
-        return Result(key, self.store.url(key), duration, rate, fmt, prepared.voice.id, False, data, timings)
+        return Result(key, self.store.url(key), duration, rate, fmt, prepared.voice.id, False, data, timings, stored)
 
     # ------------------------------------------------------------------ streaming
 
@@ -196,30 +258,35 @@ class SynthesisService:
 
     async def _stream_body(self, req: AudioRequest, prepared: Prepared, encoder: encoders.StreamEncoder,
                            key: str, fmt: str, rate: int, on_first_byte) -> AsyncIterator[bytes]:
-        produced: list[bytes] = []
-        samples = 0
+        """Encoded bytes as produced; they also go to storage as they come (multipart parts above
+        the threshold), completed at the end and aborted if anything fails or the client leaves.
+        WAV is the exception: its stored copy needs real sizes in the header, so it is put at the end."""
+        sink = _StreamSink(self.store, key, fmt, rate, self.metadata(prepared, fmt, rate, None))
+        samples, sent_audio = 0, False
         try:
             header = encoder.header()
+            await sink.write(header)
             if header:
-                produced.append(header)
                 yield header
             async for audio in self._audio_chunks(prepared, req.transform):
                 samples += len(audio)
                 data = await asyncio.to_thread(encoder.feed, audio)
                 if data:
-                    if on_first_byte is not None and not produced:
+                    if on_first_byte is not None and not sent_audio:
                         on_first_byte()
-                    produced.append(data)
+                    sent_audio = True
+                    await sink.write(data)
                     yield data
             tail = encoder.finish()
-            produced.append(tail)
+            await sink.write(tail)
             yield tail
-        except Exception:
-            log.exception("stream failed for %s (request %s)", key, req.request_id)
+            duration = samples / prepared.voice.sample_rate
+            await sink.complete(duration)
+            self.metrics.produced(duration)
+        except BaseException:
+            log.warning("stream for %s ended early (request %s); upload aborted", key, req.request_id)
+            await asyncio.shield(sink.abort())
             raise
-        duration = samples / prepared.voice.sample_rate
-        self.metrics.produced(duration)
-        await self._store_streamed(key, fmt, rate, prepared, duration, produced)
 
     async def _audio_chunks(self, prepared: Prepared, transform) -> AsyncIterator[np.ndarray]:
         """The first sentence chunk by chunk (fast first audio); the rest rendered concurrently
@@ -228,34 +295,70 @@ class SynthesisService:
         items = [(prepared.voice.id, s.ids, n, prepared.speaker_id)
                  for s, n in zip(prepared.sentences, prepared.noise)]
         whole_sentences = transform is not None or prepared.pitch != 0  # WORLD needs whole sentences
-        later: list[Awaitable[np.ndarray]] = []
-        if whole_sentences:
-            later = [self.synthesizer.render.remote(item) for item in items]
-        else:
-            first = self.synthesizer.options(stream=True).render_stream.remote(*items[0])
-            async for chunk in first:
-                if not later:
-                    later = [None] + [self.synthesizer.render.remote(item) for item in items[1:]]
-                yield finish_audio(chunk, rate, prepared.volume)
-        for i, pending in enumerate(later):
-            if pending is None:
-                continue
-            if i:
-                yield silence(self.settings.sentence_pause_s, rate)
-            audio = await pending
-            if transform is not None:
-                audio = await asyncio.to_thread(transform, audio, rate)
-            yield finish_audio(audio, rate, prepared.volume, prepared.pitch)
+        later: list[Awaitable[np.ndarray] | None] = []
+        try:
+            if whole_sentences:
+                later = [self.synthesizer.render.remote(item) for item in items]
+            else:
+                first = self.synthesizer.options(stream=True).render_stream.remote(*items[0])
+                async for chunk in first:
+                    if not later:
+                        later = [None] + [self.synthesizer.render.remote(item) for item in items[1:]]
+                    yield finish_audio(chunk, rate, prepared.volume)
+            for i, pending in enumerate(later):
+                if pending is None:
+                    continue
+                if i:
+                    yield silence(self.settings.sentence_pause_s, rate)
+                audio = await pending
+                later[i] = None
+                if transform is not None:
+                    audio = await asyncio.to_thread(transform, audio, rate)
+                yield finish_audio(audio, rate, prepared.volume, prepared.pitch)
+        finally:
+            for pending in later:  # the client left: don't keep replicas busy for nobody
+                _cancel(pending)
 
-    async def _store_streamed(self, key: str, fmt: str, rate: int, prepared: Prepared, duration: float,
-                              produced: list[bytes]) -> None:
-        """Keep the streamed result under its key (a WAV gets its real sizes in the header)."""
-        data = b"".join(produced)
-        if fmt == "wav":
-            data = encoders.wav_header(rate, len(data) - encoders.WAV_HEADER_BYTES) + data[encoders.WAV_HEADER_BYTES:]
-        meta = self.metadata(prepared, fmt, rate, duration)
-        await asyncio.to_thread(self.store.put, key, data, encoders.CONTENT_TYPES[fmt], meta)
+
+def _cancel(pending) -> None:
+    if pending is None:
+        return
+    if hasattr(pending, "cancel"):
+        pending.cancel()  # a Ray Serve DeploymentResponse
+    elif hasattr(pending, "close"):
+        pending.close()  # a bare coroutine
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+class _StreamSink:
+    """Where a stream's bytes are kept: an S3/local ``Upload`` fed as bytes are produced, or, for
+    WAV, a buffer put once at the end with the real sizes written into its header."""
+
+    def __init__(self, store: AudioStore, key: str, fmt: str, rate: int, metadata: dict[str, str]) -> None:
+        self.store, self.key, self.fmt, self.rate, self.metadata = store, key, fmt, rate, metadata
+        self.buffer = bytearray()
+        self.upload = None if fmt == "wav" else store.open_upload(key, encoders.CONTENT_TYPES[fmt], metadata)
+
+    async def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.upload is None:
+            self.buffer += data
+        else:
+            await asyncio.to_thread(self.upload.write, data)
+
+    async def complete(self, duration_s: float) -> None:
+        if self.upload is not None:
+            await asyncio.to_thread(self.upload.complete)
+            return
+        pcm = bytes(self.buffer[encoders.WAV_HEADER_BYTES:])
+        data = encoders.wav_header(self.rate, len(pcm)) + pcm
+        meta = {**self.metadata, "duration-s": f"{duration_s:.3f}"}
+        await asyncio.to_thread(self.store.put, self.key, data, encoders.CONTENT_TYPES["wav"], meta)
+
+    async def abort(self) -> None:
+        if self.upload is not None:
+            await asyncio.to_thread(self.upload.abort)

@@ -1,0 +1,155 @@
+"""The ingress's synthesis service with fake deployment handles (a unit test of that layer):
+cross-replica de-duplication through claim objects in a shared store, and stream uploads."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from serve_app.metrics import IngressMetrics
+from serve_app.synthesis import AudioRequest, SynthesisService
+from tts_engine.engine import SynthesisOptions
+from tts_engine.settings import Settings
+from tts_engine.store import LocalStore
+
+
+class Remote:
+    """Stands in for ``handle.method`` of a Ray Serve deployment: ``.remote(...)`` gives an awaitable."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def remote(self, *args):
+        return self.fn(*args)
+
+
+class FakeFrontend:
+    def __init__(self, engine):
+        self.prepare = Remote(self._prepare)
+        self.engine = engine
+
+    async def _prepare(self, text, options):
+        return self.engine.prepare(text, options)
+
+
+class CountingSynthesizer:
+    """Renders one second of a tone per sentence, slowly, and counts the calls."""
+
+    def __init__(self):
+        self.calls = 0
+        self.render = Remote(self._render)
+        self.render_stream = Remote(self._render_stream)
+
+    def options(self, stream: bool = False) -> "CountingSynthesizer":
+        return self
+
+    async def _render_stream(self, *item):
+        for _ in range(5):
+            await asyncio.sleep(0.05)
+            yield np.sin(np.linspace(0, 400, 5000)).astype(np.float32) * 0.3
+
+    async def _render(self, item):
+        self.calls += 1
+        await asyncio.sleep(0.3)
+        return np.sin(np.linspace(0, 2000, 22050)).astype(np.float32) * 0.3
+
+
+@pytest.fixture
+def replicas(engine, tmp_path):
+    settings = Settings(store=f"file://{tmp_path}")
+    store = LocalStore(settings, tmp_path)
+    synth = CountingSynthesizer()
+    make = lambda: SynthesisService(settings, FakeFrontend(engine), synth, store, IngressMetrics())  # noqa: E731
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("serve_app.metrics.Counter", _NullMetric)
+        mp.setattr("serve_app.metrics.Histogram", _NullMetric)
+        yield make(), make(), synth, store
+
+
+class _NullMetric:
+    def __init__(self, *a, **k):
+        pass
+
+    def inc(self, *a, **k):
+        pass
+
+    def observe(self, *a, **k):
+        pass
+
+
+def request(text: str, cache: bool = True) -> AudioRequest:
+    return AudioRequest(text=text, options=SynthesisOptions(), format="wav", cache=cache)
+
+
+def test_identical_requests_on_two_replicas_synthesize_once(replicas):
+    a, b, synth, store = replicas
+
+    async def burst():
+        return await asyncio.gather(a.synthesize(request("Shared across replicas.")),
+                                    b.synthesize(request("Shared across replicas.")),
+                                    a.synthesize(request("Shared across replicas.")))
+
+    results = asyncio.run(burst())
+    assert synth.calls == 1
+    assert len({r.key for r in results}) == 1
+    assert sorted(r.cached for r in results) == [False, True, True]
+    assert not store.list_keys("locks/")  # the claim is released
+
+
+def test_stale_claim_is_taken_over(replicas):
+    a, _, synth, store = replicas
+    result = asyncio.run(a.synthesize(request("First.")))
+    claim = a._claim_key(result.key.replace(".wav", ".flac"))
+    store.put(claim, b'{"at": 0}', "application/json")  # a crashed replica's claim from 1970
+    req = AudioRequest(text="First.", options=SynthesisOptions(), format="flac")
+    assert asyncio.run(a.synthesize(req)).cached is False
+
+
+def test_cache_false_bypasses_claims(replicas):
+    a, b, synth, _ = replicas
+
+    async def both():
+        return await asyncio.gather(a.synthesize(request("Fresh please.", cache=False)),
+                                    b.synthesize(request("Fresh please.", cache=False)))
+
+    asyncio.run(both())
+    assert synth.calls == 2
+
+
+def test_failed_synthesis_releases_claim_and_others_take_over(replicas, engine):
+    a, b, synth, store = replicas
+
+    async def failing(item):
+        await asyncio.sleep(0.3)
+        raise RuntimeError("replica crashed")
+
+    a.synthesizer = type("S", (), {"render": Remote(failing)})()
+
+    async def race():
+        first = asyncio.create_task(a.synthesize(request("Will fail once.")))
+        while not store.list_keys("locks/"):  # a holds the claim before b arrives
+            await asyncio.sleep(0.01)
+        second = asyncio.create_task(b.synthesize(request("Will fail once.")))
+        return await asyncio.gather(first, second, return_exceptions=True)
+
+    failed, ok = asyncio.run(race())
+    assert isinstance(failed, RuntimeError)
+    assert ok.cached is False and store.exists(ok.key)
+
+
+def test_stream_upload_is_aborted_when_the_client_leaves(replicas, tmp_path):
+    a, *_ , store = replicas
+
+    async def leave_early():
+        stream = await a.stream(AudioRequest(text="One. Two. Three.", options=SynthesisOptions(), format="mp3"))
+        body = stream.body
+        await body.__anext__()
+        await body.aclose()
+        return stream.key
+
+    key = asyncio.run(leave_early())
+    assert not store.exists(key)
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and ".tmp-" in p.name]
+    assert leftovers == []
