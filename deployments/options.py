@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-# Fractional CPUs: on a 2-core box whole CPUs per replica would leave nothing to schedule.
-TEXT_FRONTEND = dict(
-    ray_actor_options={"num_cpus": 0.1},
-    autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 8},
-    max_ongoing_requests=32,
-    max_queued_requests=256,
-)
 
-SYNTHESIZER = dict(
-    ray_actor_options={"num_cpus": 0.5},
-    autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 8},
-    # Batching needs several requests in flight per replica.
-    max_ongoing_requests=32,
-    max_queued_requests=128,
-)
+def replica_options(num_cpus: float, max_replicas: int, target_ongoing: int, max_ongoing: int,
+                    max_queued: int) -> dict:
+    """Fractional CPUs (on a 2-core box whole CPUs per replica leave nothing to schedule),
+    autoscaling from one replica, and bounded queues so overload becomes 503 + Retry-After."""
+    return dict(
+        ray_actor_options={"num_cpus": num_cpus},
+        autoscaling_config={"min_replicas": 1, "max_replicas": max_replicas,
+                            "target_ongoing_requests": target_ongoing},
+        max_ongoing_requests=max_ongoing,
+        max_queued_requests=max_queued,
+    )
 
-SPEAKER_CACHE = dict(
-    ray_actor_options={"num_cpus": 0.1},
-    autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 4},
-    max_ongoing_requests=16,
-    max_queued_requests=64,
-)
 
-INGRESS = dict(
-    ray_actor_options={"num_cpus": 0.1},
-    autoscaling_config={"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 16},
-    max_ongoing_requests=64,
-    max_queued_requests=256,
-)
+TEXT_FRONTEND = replica_options(0.1, max_replicas=4, target_ongoing=8, max_ongoing=32, max_queued=256)
+# Batching needs several requests in flight per replica.
+SYNTHESIZER = replica_options(0.5, max_replicas=4, target_ongoing=8, max_ongoing=32, max_queued=128)
+SPEAKER_CACHE = replica_options(0.1, max_replicas=2, target_ongoing=4, max_ongoing=16, max_queued=64)
+INGRESS = replica_options(0.1, max_replicas=4, target_ongoing=16, max_ongoing=64, max_queued=256)

@@ -19,11 +19,10 @@ import pytest
 from botocore.awsrequest import AWSResponse, HeadersDict
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from tts_engine.errors import Forbidden, InvalidInput, NotFound, StorageUnavailable
 from tts_engine.settings import Settings
-from tests.s3util import TcpProxy
+from tests.s3util import TcpProxy, moto_server
 from tts_engine.store import (
     CACHE_CONTROL,
     LocalStore,
@@ -41,11 +40,7 @@ SECRET = "voxtest-secret-do-not-log"
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    _, port = server.get_host_and_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    with pytest.MonkeyPatch.context() as mp:
+    with moto_server() as endpoint, pytest.MonkeyPatch.context() as mp:
         for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL", "VOXSERVE_CONFIG"):
             mp.delenv(var, raising=False)
         mp.setenv("AWS_ACCESS_KEY_ID", "test")
@@ -56,8 +51,6 @@ def moto_endpoint() -> Iterator[str]:
         mp.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
         mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
         yield endpoint
-    server.stop()
-    server._server.server_close()  # stop() leaves the listening socket open
 
 
 @pytest.fixture
