@@ -13,6 +13,8 @@ def replica_options(num_cpus: float, max_replicas: int, target_ongoing: int, max
                             "target_ongoing_requests": target_ongoing},
         max_ongoing_requests=max_ongoing,
         max_queued_requests=max_queued,
+        # Serve's proxy answers a full queue itself; this makes it say when to come back.
+        backpressure_config={"status_code": 503, "retry_after_s": 1},
     )
 
 

@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ValidationError
 from ray import serve
 
-from deployments.options import INGRESS
+from deployments.options import INGRESS, SYNTHESIZER
 from deployments.speaker_cache import SpeakerEmbeddingCache
 from deployments.synthesizer import Synthesizer
 from deployments.text_frontend import TextFrontend
@@ -350,6 +350,11 @@ class Ingress:
 def build_app(args: dict | None = None):
     """The bound application; ``args`` are Settings overrides (the serve config's ``args:``)."""
     overrides = dict(args or {})
-    Settings(**overrides)  # fail fast on bad config, before any replica starts
-    return Ingress.bind(TextFrontend.bind(overrides), Synthesizer.bind(overrides),
+    settings = Settings(**overrides)  # fail fast on bad config, before any replica starts
+    synthesizer = Synthesizer
+    if settings.synthesizer_num_gpus:
+        # The serve config's ray_actor_options still win over this (Serve applies them last).
+        actor = {**SYNTHESIZER["ray_actor_options"], "num_gpus": settings.synthesizer_num_gpus}
+        synthesizer = Synthesizer.options(ray_actor_options=actor)
+    return Ingress.bind(TextFrontend.bind(overrides), synthesizer.bind(overrides),
                         SpeakerEmbeddingCache.bind(overrides), settings=overrides)

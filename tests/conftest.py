@@ -72,7 +72,8 @@ def service(tmp_path_factory):
             port = s.getsockname()[1]
         base = f"http://127.0.0.1:{port}"
         local_dir = tmp_path_factory.mktemp("store")
-        ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False,
+        ray.init(address="local", num_cpus=4,  # logical CPUs: replicas ask for fractions
+                 include_dashboard=False, configure_logging=False,
                  runtime_env={"env_vars": env})
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         common = {"store_retries": 1, "store_backoff_s": 0.05, "store_timeout_s": 2.0, "batch_wait_timeout_s": 0.05}

@@ -330,3 +330,37 @@ def test_local_media_urls_are_signed(service):
         assert c.get("/local/media/../../etc/passwd?expires=9999999999&sig=00").status_code in (400, 403, 404)
         traversal = c.get("/local/media/tts/..%2F..%2Fsecret?expires=9999999999&sig=00")
         assert traversal.status_code in (400, 403, 404)
+
+
+# ---------------------------------------------------------------------- overload
+
+
+def test_overload_is_503_with_retry_after(service):
+    """An ingress with one slot and a one-request queue: concurrent requests beyond that get 503 + Retry-After
+    from Serve's proxy instead of waiting into a timeout."""
+    from ray import serve
+
+    from deployments.speaker_cache import SpeakerEmbeddingCache
+    from deployments.synthesizer import Synthesizer
+    from deployments.text_frontend import TextFrontend
+    from serve_app.app import Ingress
+
+    args = {"store": f"file://{service['local_dir']}/tight"}
+    tight = Ingress.options(max_ongoing_requests=1, max_queued_requests=1,
+                            autoscaling_config={"min_replicas": 1, "max_replicas": 1})
+    serve.run(tight.bind(TextFrontend.bind(args), Synthesizer.bind(args), SpeakerEmbeddingCache.bind(args),
+                         settings=args), name="tight", route_prefix="/tight")
+    try:
+        async def burst():
+            async with httpx.AsyncClient(base_url=service["base"], timeout=120) as c:
+                texts = [f"Overload request {i} with a couple of sentences. Second one." for i in range(6)]
+                return await asyncio.gather(*[c.post("/tight/v1/tts", json={"text": t, "cache": False})
+                                              for t in texts])
+
+        answers = asyncio.run(burst())
+        codes = sorted(a.status_code for a in answers)
+        assert 200 in codes and 503 in codes, codes
+        rejected = next(a for a in answers if a.status_code == 503)
+        assert rejected.headers.get("retry-after")
+    finally:
+        serve.delete("tight")
