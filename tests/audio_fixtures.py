@@ -198,3 +198,11 @@ def synth_reference_clips(n_per_speaker: int = 4,
         idx = [(k * 2 + i) % len(SENTENCES) for i in range(n_per_speaker)]
         out[name] = [speaker_clip(name, i) for i in idx]
     return out
+
+
+@lru_cache(maxsize=1)
+def speaker_encoder():
+    """One GE2E encoder per test process."""
+    from tts_engine.speaker import SpeakerEncoder
+
+    return SpeakerEncoder()

@@ -10,6 +10,18 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The GE2E LSTM is tiny: one intra-op thread is ~0.05 s per clip, while two threads on
+    a shared 2-core machine spin against other work (measured 1-8 s per clip)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def engine():
     from tts_engine.engine import TTSEngine

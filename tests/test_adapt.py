@@ -9,7 +9,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from tests.audio_fixtures import SPEAKERS, SR, synth_reference_clips
+from tests.audio_fixtures import speaker_encoder as encoder, SPEAKERS, SR, synth_reference_clips
 from tts_engine.adapt import (
     VoiceProfile,
     adapt_to_profile,
@@ -21,21 +21,7 @@ from tts_engine.errors import InvalidInput
 from tts_engine.speaker import SpeakerEncoder, similarity
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The GE2E LSTM is tiny: one intra-op thread is ~0.05 s per clip, while two threads on
-    a shared 2-core machine spin against other work (measured 1-8 s per clip)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@lru_cache(maxsize=1)
-def encoder() -> SpeakerEncoder:
-    return SpeakerEncoder()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @lru_cache(maxsize=None)

@@ -150,6 +150,13 @@ def _normalized_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
     return out
 
 
+def _checked_put(
+    key: str, data: bytes, content_type: str, metadata: dict[str, str] | None
+) -> tuple[str, bytes, str, dict[str, str]]:
+    """The arguments of a write, validated and normalized (both backends, every write path)."""
+    return validate_key(key), _as_bytes(data), _validated_content_type(content_type), _normalized_metadata(metadata)
+
+
 def _as_bytes(data: bytes) -> bytes:
     # botocore rejects memoryview bodies; bytearray is fine but copying keeps one code path.
     return data if isinstance(data, bytes) else bytes(data)
@@ -568,10 +575,7 @@ class S3Store(AudioStore):
     def put(
         self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None
     ) -> StoredObject:
-        key = validate_key(key)
-        content_type = _validated_content_type(content_type)
-        meta = _normalized_metadata(metadata)
-        data = _as_bytes(data)
+        key, data, content_type, meta = _checked_put(key, data, content_type, metadata)
         self._ensure_bucket()
         if len(data) > self._part_size():
             self._put_multipart(key, data, content_type, meta)
@@ -659,10 +663,7 @@ class S3Store(AudioStore):
     ) -> bool:
         from botocore.exceptions import ClientError
 
-        key = validate_key(key)
-        content_type = _validated_content_type(content_type)
-        meta = _normalized_metadata(metadata)
-        data = _as_bytes(data)
+        key, data, content_type, meta = _checked_put(key, data, content_type, metadata)
         self._ensure_bucket()
         if not self._conditional_put_supported:
             return self._put_if_absent_racy(key, data, content_type, meta)
@@ -903,10 +904,8 @@ class LocalStore(AudioStore):
     def _write(
         self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None, *, exclusive: bool
     ) -> tuple[StoredObject, bool]:
+        key, data, content_type, meta = _checked_put(key, data, content_type, metadata)
         path = self._path(key)
-        content_type = _validated_content_type(content_type)
-        meta = _normalized_metadata(metadata)
-        data = _as_bytes(data)
         try:
             tmp = _write_durable_temp(path, data)
             created = self._commit(key, tmp, content_type, meta, exclusive=exclusive)
