@@ -22,6 +22,7 @@ import torch
 
 from .assembly import finish_audio, join_sentences, silence
 from .errors import InvalidInput, UnsupportedLanguage
+from .fastpath import keep_freed_memory_mapped
 from .frontend import Sentence, TextFrontend
 from .settings import Settings, get_settings
 from .vits import NoiseSpec, Vits
@@ -114,6 +115,8 @@ class TTSEngine:
         self._version_cache: dict[str, str] = {}
         if self.settings.torch_threads:
             torch.set_num_threads(self.settings.torch_threads)
+        if self.device.type == "cpu":
+            keep_freed_memory_mapped()  # no page faults on the vocoder's large buffers (see fastpath.py)
 
     # ------------------------------------------------------------------ the simple API
 
