@@ -46,10 +46,15 @@ class Synthesizer:
         by_voice: dict[str, list[int]] = {}
         for i, (voice, *_rest) in enumerate(items):
             by_voice.setdefault(voice, []).append(i)
+        # On CPU a padded batch computes every item at the longest one's length and the cores
+        # are already busy at batch 1 (bench/engine.py: batch 8 gives 40% of batch 1's throughput),
+        # so there the gathered items run one after another; on GPU they run as one padded batch.
+        padded = self.engine.device.type != "cpu"
         for voice, rows in by_voice.items():
-            audio = self.engine.render_batch(voice, [items[i][1:] for i in rows])
-            for i, a in zip(rows, audio):
-                out[i] = a
+            groups = [rows] if padded else [[i] for i in rows]
+            for group in groups:
+                for i, a in zip(group, self.engine.render_batch(voice, [items[i][1:] for i in group])):
+                    out[i] = a
         return out  # type: ignore[return-value]
 
     async def render_stream(self, voice: str, ids: list[int], noise: NoiseSpec,
