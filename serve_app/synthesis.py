@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
@@ -30,6 +31,7 @@ AUDIO_PREFIX = "tts"
 LOCK_PREFIX = "locks"
 CLAIM_TTL_S = 120.0     # a claim older than this is a crashed replica's; take it over
 CLAIM_POLL_S = 0.1
+KNOWN_KEYS = 4096
 
 
 @dataclass
@@ -106,6 +108,9 @@ class SynthesisService:
         self.metrics = metrics
         # Identical requests in flight in this replica share one synthesis.
         self._inflight: dict[str, asyncio.Future[Result]] = {}
+        # Request -> (cache key, voice, rate): a repeated request finds its stored result without
+        # a round trip to the TextFrontend (the key needs the normalized text).
+        self._known_keys: OrderedDict[tuple, tuple[str, str, int]] = OrderedDict()
 
     # ------------------------------------------------------------------ shared steps
 
@@ -113,7 +118,33 @@ class SynthesisService:
         fmt = encoders.check_format(req.format)
         prepared: Prepared = await self.frontend.prepare.remote(req.text, req.options)
         rate = encoders.output_sample_rate(fmt, prepared.voice.sample_rate, req.sample_rate)
-        return prepared, fmt, rate, cache_key(prepared, fmt, rate, req.conditioning_key)
+        key = cache_key(prepared, fmt, rate, req.conditioning_key)
+        self._remember_key(req, key, prepared.voice.id, rate)
+        return prepared, fmt, rate, key
+
+    @staticmethod
+    def _request_identity(req: AudioRequest) -> tuple:
+        return (req.text, req.options, req.format.lower(), req.sample_rate, req.conditioning_key)
+
+    def _remember_key(self, req: AudioRequest, key: str, voice: str, rate: int) -> None:
+        self._known_keys[self._request_identity(req)] = (key, voice, rate)
+        while len(self._known_keys) > KNOWN_KEYS:
+            self._known_keys.popitem(last=False)
+
+    async def known_hit(self, req: AudioRequest, want_bytes: bool) -> Result | None:
+        """The stored result of a request seen before, found without the text frontend."""
+        if not (req.cache and self.settings.cache_enabled):
+            return None
+        known = self._known_keys.get(self._request_identity(req))
+        if known is None:
+            return None
+        key, voice, rate = known
+        obj = await asyncio.to_thread(self.store.head, key)
+        if obj is None:
+            return None  # expired or deleted: take the normal path
+        self.metrics.cache(True)
+        fmt = encoders.check_format(req.format)
+        return await self.cached_result(obj, voice, rate, fmt, want_bytes, 0.0)
 
     async def cached(self, req: AudioRequest, key: str) -> StoredObject | None:
         if not (self.settings.cache_enabled and req.cache):
@@ -149,6 +180,9 @@ class SynthesisService:
     async def synthesize(self, req: AudioRequest, want_bytes: bool = False) -> Result:
         """Cached result if the key exists; else synthesize once: identical requests in this replica
         share one future, other replicas wait on a claim object in the store."""
+        known = await self.known_hit(req, want_bytes)
+        if known is not None:
+            return known
         started = time.perf_counter()
         prepared, fmt, rate, key = await self.prepare(req)
         frontend_ms = (time.perf_counter() - started) * 1000
@@ -159,7 +193,7 @@ class SynthesisService:
         if hit is None and use_cache:
             hit = await self.wait_for_other_replica(key)  # None: this replica now holds the claim
         if hit is not None:
-            return await self.cached_result(hit, prepared, rate, fmt, want_bytes, frontend_ms)
+            return await self.cached_result(hit, prepared.voice.id, rate, fmt, want_bytes, frontend_ms)
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         if use_cache:
             self._inflight[key] = future
@@ -177,14 +211,14 @@ class SynthesisService:
             if use_cache:
                 await asyncio.to_thread(self._release, key)
 
-    async def cached_result(self, hit: StoredObject, prepared: Prepared, rate: int, fmt: str,
+    async def cached_result(self, hit: StoredObject, voice: str, rate: int, fmt: str,
                             want_bytes: bool, frontend_ms: float) -> Result:
         data = await asyncio.to_thread(self.store.get, hit.key) if want_bytes else None
         duration = hit.metadata.get("duration-s")
         if duration is None:  # streamed uploads know their length only at the end: measure it
             audio, audio_rate = encoders.decode(data if data is not None else self.store.get(hit.key))
             duration = len(audio) / audio_rate
-        return Result(hit.key, self.store.url(hit.key), float(duration), rate, fmt, prepared.voice.id, True, data,
+        return Result(hit.key, self.store.url(hit.key), float(duration), rate, fmt, voice, True, data,
                       {"frontend_ms": frontend_ms})
 
     # ------------------------------------------------------------------ de-duplication across replicas
