@@ -216,10 +216,13 @@ class SynthesisService:
         data = await asyncio.to_thread(self.store.get, hit.key) if want_bytes else None
         duration = hit.metadata.get("duration-s")
         if duration is None:  # streamed uploads know their length only at the end: measure it
-            audio, audio_rate = encoders.decode(data if data is not None else self.store.get(hit.key))
-            duration = len(audio) / audio_rate
+            duration = await asyncio.to_thread(self._measured_duration, hit.key, data)
         return Result(hit.key, self.store.url(hit.key), float(duration), rate, fmt, voice, True, data,
                       {"frontend_ms": frontend_ms})
+
+    def _measured_duration(self, key: str, data: bytes | None) -> float:
+        audio, rate = encoders.decode(data if data is not None else self.store.get(key))
+        return len(audio) / rate
 
     # ------------------------------------------------------------------ de-duplication across replicas
 

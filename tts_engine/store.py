@@ -599,19 +599,23 @@ class S3Store(AudioStore):
             raise NotFound(f"no stored object for key {key!r}") from None
 
     def head(self, key: str) -> StoredObject | None:
-        from botocore.exceptions import ClientError
-
         key = validate_key(key)
         self._ensure_bucket()
+        response = self._head_response(key)
+        return None if response is None else self._stored_from_head(key, response)
+
+    def _head_response(self, key: str) -> dict[str, Any] | None:
+        """HEAD of a validated key; None if it does not exist."""
+        from botocore.exceptions import ClientError
+
         try:
-            response = self._call(
+            return self._call(
                 "head",
                 lambda c: c.head_object(Bucket=self.bucket, Key=self._full_key(key)),
                 expected=("404", "NoSuchKey", "NotFound"),
             )
         except ClientError:
             return None
-        return self._stored_from_head(key, response)
 
     def delete(self, key: str) -> None:
         key = validate_key(key)
@@ -688,17 +692,8 @@ class S3Store(AudioStore):
             return self._put_if_absent_racy(key, data, content_type, meta)
 
     def _written_by(self, key: str, token: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            response = self._call(
-                "head",
-                lambda c: c.head_object(Bucket=self.bucket, Key=self._full_key(key)),
-                expected=("404", "NoSuchKey", "NotFound"),
-            )
-        except ClientError:
-            return False
-        return (response.get("Metadata") or {}).get(_WRITER_TOKEN_KEY) == token
+        response = self._head_response(key)
+        return response is not None and (response.get("Metadata") or {}).get(_WRITER_TOKEN_KEY) == token
 
     def _put_if_absent_racy(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> bool:
         # Only for servers without If-None-Match: two writers can both win the gap.
