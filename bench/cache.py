@@ -65,7 +65,7 @@ def three_second_clips() -> dict[str, bytes]:
     """A 3.00 s clip of real synthesized speech, as WAV and as MP3."""
     import numpy as np
 
-    from tts_engine import encoders
+    from tts_engine.audio import encoders
     from tts_engine.engine import TTSEngine
     from tts_engine.settings import Settings
 
@@ -79,7 +79,7 @@ def three_second_clips() -> dict[str, bytes]:
 def measure_store(clips: dict[str, bytes]) -> dict[str, list[float]]:
     """put / head / get of each clip through AudioStore, interleaved; seconds per op."""
     from tts_engine.settings import Settings
-    from tts_engine.store import open_store
+    from storage import open_store
 
     store = open_store(Settings(store="s3://voxbench/clips"))
     types = {"wav": "audio/wav", "mp3": "audio/mpeg"}

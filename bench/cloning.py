@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.serving import update_section  # noqa: E402
 from tests.audio_fixtures import SR, SPEAKERS, speaker_clip  # noqa: E402
-from tts_engine.adapt import adapt_to_profile, analyze_voice  # noqa: E402
+from tts_engine.audio.adapt import adapt_to_profile, analyze_voice  # noqa: E402
 from tts_engine.engine import TTSEngine  # noqa: E402
-from tts_engine.encoders import encode  # noqa: E402
-from tts_engine.speaker import SpeakerEncoder, similarity  # noqa: E402
+from tts_engine.audio.encoders import encode  # noqa: E402
+from tts_engine.speaker.ge2e import SpeakerEncoder, similarity  # noqa: E402
 
 TEXTS = ["Please leave a message after the tone and I will call you back soon.",
          "The weather today is bright and clear, with a gentle breeze from the west."]

@@ -161,7 +161,7 @@ def _items(engine, voice_id: str) -> list[Item]:
 
 
 def _noise(voice):
-    from tts_engine.vits import NoiseSpec
+    from tts_engine.models.vits import NoiseSpec
 
     return NoiseSpec(noise_scale=0.0, noise_w=0.0, length_scale=voice.length_scale)
 

@@ -355,7 +355,7 @@ def main() -> int:
     from ray import serve
 
     from serve_app.app import build_app
-    from tts_engine import encoders
+    from tts_engine.audio import encoders
     from tts_engine.engine import TTSEngine
     from tts_engine.settings import Settings
 

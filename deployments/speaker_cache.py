@@ -14,14 +14,15 @@ import numpy as np
 from ray import serve
 from ray.serve.metrics import Counter
 
-from tts_engine.cloning import (
-    SIMILARITY_SENTENCE, AdaptationConditioning, Reference, VoiceRegistry, analyze_reference, content_hash,
+from tts_engine.speaker.references import (
+    SIMILARITY_SENTENCE, AdaptationConditioning, Reference, analyze_reference, content_hash,
 )
 from tts_engine.engine import TTSEngine
 from tts_engine.errors import NotFound, VoxServeError
 from tts_engine.settings import Settings
-from tts_engine.speaker import SpeakerEncoder, similarity
-from tts_engine.store import open_store
+from tts_engine.speaker.ge2e import SpeakerEncoder, similarity
+from storage import open_store
+from storage.voices import VoiceRegistry
 
 from .options import SPEAKER_CACHE
 

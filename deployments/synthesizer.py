@@ -12,7 +12,7 @@ from ray.serve.metrics import Histogram
 
 from tts_engine.engine import TTSEngine
 from tts_engine.settings import Settings
-from tts_engine.vits import NoiseSpec
+from tts_engine.models.vits import NoiseSpec
 
 from .options import SYNTHESIZER
 

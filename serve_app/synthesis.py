@@ -17,11 +17,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from tts_engine import encoders
-from tts_engine.assembly import finish_audio, join_sentences, silence
+from tts_engine.audio import encoders
+from tts_engine.audio.assembly import finish_audio, join_sentences, silence
 from tts_engine.engine import Prepared, SynthesisOptions
 from tts_engine.settings import Settings
-from tts_engine.store import AudioStore, StoredObject
+from storage import AudioStore, StoredObject
 
 from .metrics import IngressMetrics
 

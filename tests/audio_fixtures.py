@@ -12,7 +12,7 @@ references (they share the default voice's articulation and timbre).
 
 Everything is cached for the life of the process, so several test modules can share
 one synthesis run.  The WORLD warp here is deliberately written independently of
-``tts_engine.adapt`` (only the pyworld loader is shared), so tests of that module
+``tts_engine.audio.adapt`` (only the pyworld loader is shared), so tests of that module
 are not checking the code against itself.
 """
 
@@ -118,9 +118,9 @@ def synth_piper(text: str, length_scale: float = 1.0, noise_scale: float = TEST_
     return audio
 
 
-# --- WORLD speaker transform (independent of tts_engine.adapt) ------------------------------
+# --- WORLD speaker transform (independent of tts_engine.audio.adapt) ------------------------------
 def _pyworld():
-    from tts_engine.adapt import load_pyworld
+    from tts_engine.audio.adapt import load_pyworld
 
     return load_pyworld()
 
@@ -203,6 +203,6 @@ def synth_reference_clips(n_per_speaker: int = 4,
 @lru_cache(maxsize=1)
 def speaker_encoder():
     """One GE2E encoder per test process."""
-    from tts_engine.speaker import SpeakerEncoder
+    from tts_engine.speaker.ge2e import SpeakerEncoder
 
     return SpeakerEncoder()

@@ -1,4 +1,4 @@
-"""Voice adaptation DSP (tts_engine.adapt) on offline synthetic speakers."""
+"""Voice adaptation DSP (tts_engine.audio.adapt) on offline synthetic speakers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.audio_fixtures import speaker_encoder as encoder, SPEAKERS, SR, synth_reference_clips
-from tts_engine.adapt import (
+from tts_engine.audio.adapt import (
     VoiceProfile,
     adapt_to_profile,
     analyze_voice,
@@ -18,7 +18,7 @@ from tts_engine.adapt import (
     shift_pitch,
 )
 from tts_engine.errors import InvalidInput
-from tts_engine.speaker import SpeakerEncoder, similarity
+from tts_engine.speaker.ge2e import similarity
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

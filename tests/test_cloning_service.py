@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.audio_fixtures import SR, speaker_clip
-from tts_engine.encoders import decode, encode
+from tts_engine.audio.encoders import decode, encode
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tts_engine.encoders import (
+from tts_engine.audio.encoders import (
     CONTENT_TYPES,
     FILE_EXTENSIONS,
     FORMATS,

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from tts_engine.errors import EmptyText, InvalidInput, TextTooLong, UnsupportedLanguage
-from tts_engine.frontend import (
+from tts_engine.text.frontend import (
     FrontendResult,
     Sentence,
     TextFrontend,
@@ -19,7 +19,7 @@ from tts_engine.frontend import (
     split_sentences,
     validate_text,
 )
-from tts_engine.normalize import (
+from tts_engine.text.en_normalize import (
     normalize_english,
     number_to_words,
     ordinal_to_words,

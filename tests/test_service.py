@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import time
 
@@ -12,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tts_engine.encoders import decode
+from tts_engine.audio.encoders import decode
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""GE2E speaker encoder (tts_engine.speaker): front end, weights, embedding behaviour."""
+"""GE2E speaker encoder (tts_engine.speaker.ge2e): front end, weights, embedding behaviour."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import soxr
 
 from tests.audio_fixtures import speaker_encoder as encoder, SR, synth_reference_clips
-from tts_engine import speaker
+from tts_engine.speaker import ge2e as speaker
 from tts_engine.errors import InvalidInput
-from tts_engine.speaker import SpeakerEncoder, similarity
+from tts_engine.speaker.ge2e import similarity
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

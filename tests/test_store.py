@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from tts_engine.errors import Forbidden, InvalidInput, NotFound, StorageUnavailable
 from tts_engine.settings import Settings
 from tests.s3util import TcpProxy, moto_server
-from tts_engine.store import (
+from storage import (
     CACHE_CONTROL,
     LocalStore,
     S3Store,

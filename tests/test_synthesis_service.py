@@ -12,7 +12,7 @@ from serve_app.metrics import IngressMetrics
 from serve_app.synthesis import AudioRequest, SynthesisService
 from tts_engine.engine import SynthesisOptions
 from tts_engine.settings import Settings
-from tts_engine.store import LocalStore
+from storage import LocalStore
 
 
 class Remote:

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import encoders
-from .engine import TTSEngine
-from .errors import VoxServeError
+from tts_engine.audio import encoders
+from tts_engine.engine import TTSEngine
+from tts_engine.errors import VoxServeError
 
 
 def build_parser() -> argparse.ArgumentParser:

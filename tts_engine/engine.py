@@ -20,14 +20,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from .assembly import finish_audio, join_sentences, silence
-from .errors import InvalidInput, UnsupportedLanguage
-from .fastpath import keep_freed_memory_mapped
-from .frontend import Sentence, TextFrontend
-from .settings import Settings, get_settings
-from .vits import NoiseSpec, Vits
-from .voices import VoiceCatalog, VoiceInfo
-from .weights import load_vits
+from tts_engine.audio.assembly import finish_audio, join_sentences, silence
+from tts_engine.errors import InvalidInput, UnsupportedLanguage
+from tts_engine.models.fastpath import keep_freed_memory_mapped
+from tts_engine.text.frontend import Sentence, TextFrontend
+from tts_engine.settings import Settings, get_settings
+from tts_engine.models.vits import NoiseSpec, Vits
+from tts_engine.voices import VoiceCatalog, VoiceInfo
+from tts_engine.models.vits_weights import load_vits
 
 SPEED_RANGE = (0.5, 2.0)
 NOISE_RANGE = (0.0, 2.0)

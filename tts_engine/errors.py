@@ -93,3 +93,8 @@ class StorageUnavailable(VoxServeError):
 class Overloaded(VoxServeError):
     status = 503
     code = "overloaded"
+
+
+class VoiceNotReady(VoxServeError):
+    status = 409
+    code = "voice_not_ready"

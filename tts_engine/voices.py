@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InvalidInput, UnknownVoice
-from .settings import Settings
+from tts_engine.errors import InvalidInput, UnknownVoice
+from tts_engine.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from .vits import Vits, VitsConfig
+from tts_engine.models.vits import Vits, VitsConfig
 
 _EXP_AFFINE = re.compile(r"^/dp/flows\.(\d+)/Exp_output_0$")
 

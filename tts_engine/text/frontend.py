@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tts_engine.errors import EmptyText, InvalidInput, TextTooLong, UnsupportedLanguage
-from tts_engine.normalize import clean_text, normalize_english
+from tts_engine.text.en_normalize import clean_text, normalize_english
 
 __all__ = [
     "Sentence",

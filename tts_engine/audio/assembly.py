@@ -28,7 +28,7 @@ def join_sentences(pieces: Sequence[np.ndarray], sample_rate: int, pause_s: floa
 def finish_audio(audio: np.ndarray, sample_rate: int, volume: float = 1.0, pitch: float = 0.0) -> np.ndarray:
     """Pitch shift (semitones, duration unchanged) and volume, clipped to [-1, 1]."""
     if pitch:
-        from .adapt import shift_pitch  # WORLD is only needed when pitch is asked for
+        from tts_engine.audio.adapt import shift_pitch  # WORLD is only needed when pitch is asked for
 
         audio = shift_pitch(audio, sample_rate, pitch)
     if volume != 1.0:

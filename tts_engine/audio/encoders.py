@@ -18,7 +18,7 @@ import av
 import numpy as np
 import soxr
 
-from .errors import InvalidInput, PayloadTooLarge, UnsupportedFormat, UnsupportedMediaType
+from tts_engine.errors import InvalidInput, PayloadTooLarge, UnsupportedFormat, UnsupportedMediaType
 
 FORMATS = ("wav", "mp3", "opus", "flac", "pcm")
 

@@ -53,7 +53,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .errors import InvalidInput
+from tts_engine.errors import InvalidInput
 
 __all__ = [
     "VoiceProfile", "analyze_voice", "adapt_to_profile", "shift_pitch", "load_pyworld",

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InvalidInput
+from tts_engine.errors import InvalidInput
 
 # --- hyper-parameters (values from resemblyzer/hparams.py) ------------------------
 SAMPLE_RATE = 16000

@@ -1,0 +1,39 @@
+"""Streaming answers shared by the routers: chunked audio and OpenAI-style server-sent events."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+from fastapi.responses import StreamingResponse
+
+from .context import Services
+from .synthesis import AudioRequest
+
+
+async def streaming_response(services: Services, req: AudioRequest, route: str) -> StreamingResponse:
+    """Chunked audio; the first bytes leave as soon as the first chunk is vocoded."""
+    started = time.perf_counter()
+
+    def first_byte() -> None:
+        services.metrics.first_chunk.observe(time.perf_counter() - started, tags={"route": route})
+
+    stream = await services.synthesis.stream(req, on_first_byte=first_byte)
+    headers = {"X-Audio-URL": stream.url, "X-Audio-Key": stream.key,
+               "X-Cache": "hit" if stream.cached else "miss", "Cache-Control": "no-store"}
+    return StreamingResponse(stream.body, media_type=stream.content_type, headers=headers)
+
+
+async def sse_response(services: Services, req: AudioRequest) -> StreamingResponse:
+    """OpenAI's ``stream_format: sse``: base64 audio deltas, then a done event."""
+    stream = await services.synthesis.stream(req)
+
+    async def events():
+        async for chunk in stream.body:
+            if chunk:
+                event = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()}
+                yield f"data: {json.dumps(event)}\n\n"
+        yield f"data: {json.dumps({'type': 'speech.audio.done'})}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"X-Audio-URL": stream.url})

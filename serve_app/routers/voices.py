@@ -1,0 +1,74 @@
+"""Voices: the catalog and registered voices (upload -> job -> poll -> voice id)."""
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from storage.voices import VoiceRegistry
+from tts_engine.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from tts_engine.speaker.references import decode_reference
+
+from ..context import Services, get_services
+from ..http_io import content_type_of, read_form
+
+log = logging.getLogger("voxserve")
+router = APIRouter(tags=["voices"])
+
+
+@router.get("/v1/voices")
+async def list_voices(services: Services = Depends(get_services)) -> dict:
+    registered = await asyncio.to_thread(services.registry.list)
+    return {"voices": [v.describe() for v in services.voices.list()] + [r.public() for r in registered]}
+
+
+@router.get("/v1/voices/{voice_id}")
+async def get_voice(voice_id: str, services: Services = Depends(get_services)) -> dict:
+    if VoiceRegistry.is_registered_id(voice_id):
+        return (await asyncio.to_thread(services.registry.get, voice_id)).public()
+    return services.voices.get(voice_id).describe()
+
+
+@router.post("/v1/voices", status_code=202)
+async def register_voice(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
+    """Upload a reference clip (multipart: audio, name, transcript?, language?) -> 202 + voice_id;
+    analysis runs in the background; poll GET /v1/voices/{voice_id}."""
+    settings = services.settings
+    if content_type_of(request) != "multipart/form-data":
+        raise UnsupportedMediaType("send multipart/form-data with an 'audio' file", field="content-type")
+    fields, files = await read_form(request, settings.max_upload_bytes + 64 * 1024)
+    audio = files.get("audio")
+    if audio is None:
+        raise InvalidInput("an 'audio' file is required", field="audio")
+    if len(audio) > settings.max_upload_bytes:
+        raise PayloadTooLarge(f"audio is over the limit of {settings.max_upload_bytes} bytes", field="audio")
+    name = fields.get("name", "").strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("name is required (1 to 100 characters)", field="name")
+    base = services.voices.get(None)
+    language = fields.get("language", base.languages[0]).strip().lower()
+    if language not in base.languages:
+        raise InvalidInput(f"language '{language}' is not spoken by the base voice ({base.languages})",
+                           field="language")
+    await asyncio.to_thread(decode_reference, audio, settings, "audio")
+    record = await asyncio.to_thread(services.registry.create, name, language, fields.get("transcript"), audio,
+                                     base.id)
+    job = asyncio.create_task(run_registration(services, record.voice_id))
+    services.jobs.add(job)
+    job.add_done_callback(services.jobs.discard)
+    return JSONResponse({"voice_id": record.voice_id, "status": record.status}, status_code=202,
+                        headers={"Location": f"/v1/voices/{record.voice_id}"})
+
+
+async def run_registration(services: Services, voice_id: str) -> None:
+    try:
+        await services.speaker_cache.register.remote(voice_id)
+    except Exception:  # noqa: BLE001 - the job records its own failure; this is a transport error
+        log.exception("registration job for %s could not run", voice_id)
+
+
+@router.delete("/v1/voices/{voice_id}", status_code=204)
+async def delete_voice(voice_id: str, services: Services = Depends(get_services)) -> Response:
+    await asyncio.to_thread(services.registry.delete, voice_id)
+    return Response(status_code=204)

@@ -1,0 +1,99 @@
+"""Registered voices in the store (``voices/{id}/...``): records, references, lifecycle."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from storage.base import AudioStore
+from tts_engine.errors import NotFound, VoiceNotReady
+from tts_engine.speaker.references import METHOD, content_hash
+
+VOICE_PREFIX = "vx_"
+
+
+@dataclass
+class VoiceRecord:
+    voice_id: str
+    name: str
+    language: str
+    status: str                   # processing | ready | failed
+    reference_key: str
+    reference_hash: str
+    created_at: float
+    transcript: str | None = None
+    reason: str | None = None
+    similarity: float | None = None          # GE2E(adapted output, reference)
+    similarity_unadapted: float | None = None  # GE2E(raw default voice, reference)
+    profile: dict | None = None
+    base_voice: str = ""
+    method: str = METHOD
+    extra: dict = field(default_factory=dict)
+
+    def public(self) -> dict:
+        data = {k: v for k, v in asdict(self).items() if k not in ("profile", "reference_key", "extra")}
+        data.update(id=self.voice_id, kind="registered", languages=[self.language])
+        return data
+
+
+class VoiceRegistry:
+    """Registered voices persisted in the store (``voices/{id}/...``): they survive restarts."""
+
+    def __init__(self, store: AudioStore) -> None:
+        self.store = store
+
+    @staticmethod
+    def is_registered_id(voice_id: str | None) -> bool:
+        return bool(voice_id) and voice_id.startswith(VOICE_PREFIX)
+
+    def create(self, name: str, language: str, transcript: str | None, data: bytes, base_voice: str) -> VoiceRecord:
+        voice_id = VOICE_PREFIX + uuid.uuid4().hex[:16]
+        reference_key = f"voices/{voice_id}/reference.bin"
+        self.store.put(reference_key, data, "application/octet-stream", {"voice-id": voice_id})
+        record = VoiceRecord(voice_id, name, language, "processing", reference_key, content_hash(data),
+                             time.time(), transcript=transcript, base_voice=base_voice)
+        self.save(record)
+        return record
+
+    def save(self, record: VoiceRecord) -> None:
+        self.store.put(self._record_key(record.voice_id), json.dumps(asdict(record)).encode(),
+                       "application/json")
+
+    def get(self, voice_id: str) -> VoiceRecord:
+        if not self.is_registered_id(voice_id) or not all(c.isalnum() or c == "_" for c in voice_id):
+            raise NotFound(f"unknown voice '{voice_id}'", field="voice_id")
+        try:
+            return VoiceRecord(**json.loads(self.store.get(self._record_key(voice_id))))
+        except NotFound:
+            raise NotFound(f"unknown voice '{voice_id}'", field="voice_id") from None
+
+    def ready(self, voice_id: str) -> VoiceRecord:
+        record = self.get(voice_id)
+        if record.status != "ready":
+            detail = f": {record.reason}" if record.reason else ""
+            raise VoiceNotReady(f"voice '{voice_id}' is {record.status}{detail}", field="voice")
+        return record
+
+    def reference(self, record: VoiceRecord) -> bytes:
+        return self.store.get(record.reference_key)
+
+    def list(self) -> list[VoiceRecord]:
+        keys = [k for k in self.store.list_keys("voices/") if k.endswith("/voice.json")]
+        records = []
+        for key in keys:
+            try:
+                records.append(VoiceRecord(**json.loads(self.store.get(key))))
+            except NotFound:
+                continue  # deleted while listing
+        return sorted(records, key=lambda r: r.created_at)
+
+    def delete(self, voice_id: str) -> None:
+        record = self.get(voice_id)
+        self.store.delete(self._record_key(voice_id))
+        self.store.delete(record.reference_key)
+
+    @staticmethod
+    def _record_key(voice_id: str) -> str:
+        return f"voices/{voice_id}/voice.json"
