@@ -1,4 +1,7 @@
-"""Synthesizer deployment: acoustic model + vocoder, batched across concurrent requests."""
+"""Synthesizer deployment: one model family's acoustic model + decoder, batched across requests.
+
+Bound once per family (``Synthesizer-piper``, ``Synthesizer-kokoro``) so each scales on its own.
+"""
 
 from __future__ import annotations
 
@@ -11,41 +14,40 @@ from ray import serve
 from ray.serve.metrics import Histogram
 
 from tts_engine.engine import TTSEngine
+from tts_engine.models.protocol import RenderItem
 from tts_engine.settings import Settings
-from tts_engine.models.vits import NoiseSpec
 
 from .options import SYNTHESIZER
-
-Item = tuple[str, list[int], NoiseSpec, "int | None"]  # voice id, phoneme ids, noise, speaker
 
 
 @serve.deployment(name="Synthesizer", **SYNTHESIZER)
 class Synthesizer:
-    def __init__(self, settings: dict | None = None) -> None:
+    def __init__(self, settings: dict | None = None, family: str = "piper") -> None:
         self.engine = TTSEngine(Settings(**(settings or {})))
         s = self.engine.settings
         self.render.set_max_batch_size(s.batch_max_size)
         self.render.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
-        self.engine.model(s.default_voice)  # load before taking traffic
+        self.engine.model(next(v.id for v in self.engine.voices.list() if v.family == family))  # load first
         self.batch_sizes: Counter[int] = Counter()
         self.batch_histogram = Histogram(
             "voxserve_batch_size", description="Sentences per Synthesizer batch",
-            boundaries=[1, 2, 4, 8, 16, 32],
+            boundaries=[1, 2, 4, 8, 16, 32], tag_keys=("family",),
         )
+        self.batch_histogram.set_default_tags({"family": family})
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def render(self, items: list[Item]) -> list[np.ndarray]:
+    async def render(self, items: list[RenderItem]) -> list[np.ndarray]:
         """One sentence per call; Serve gathers concurrent calls into ``items``."""
         self.batch_sizes[len(items)] += 1
         self.batch_histogram.observe(len(items))
         # Torch releases the GIL: rendering in a thread keeps the loop free to gather the next batch.
         return await asyncio.to_thread(self._render_grouped, items)
 
-    def _render_grouped(self, items: list[Item]) -> list[np.ndarray]:
+    def _render_grouped(self, items: list[RenderItem]) -> list[np.ndarray]:
         out: list[np.ndarray | None] = [None] * len(items)
         by_voice: dict[str, list[int]] = {}
-        for i, (voice, *_rest) in enumerate(items):
-            by_voice.setdefault(voice, []).append(i)
+        for i, item in enumerate(items):
+            by_voice.setdefault(item.voice, []).append(i)
         # On CPU a padded batch computes every item at the longest one's length and the cores
         # are already busy at batch 1 (bench/engine.py: batch 8 gives 40% of batch 1's throughput),
         # so there the gathered items run one after another; on GPU they run as one padded batch.
@@ -53,14 +55,13 @@ class Synthesizer:
         for voice, rows in by_voice.items():
             groups = [rows] if padded else [[i] for i in rows]
             for group in groups:
-                for i, a in zip(group, self.engine.render_batch(voice, [items[i][1:] for i in group])):
-                    out[i] = a
+                for i, audio in zip(group, self.engine.render_batch(voice, [items[i] for i in group])):
+                    out[i] = audio
         return out  # type: ignore[return-value]
 
-    async def render_stream(self, voice: str, ids: list[int], noise: NoiseSpec,
-                            speaker: int | None) -> AsyncIterator[np.ndarray]:
-        """Chunks of one sentence as the vocoder produces them (first ~0.23 s)."""
-        chunks = self.engine.render_stream(voice, ids, noise, speaker)
+    async def render_stream(self, item: RenderItem) -> AsyncIterator[np.ndarray]:
+        """Chunks of one sentence as the decoder produces them (the first one short)."""
+        chunks = self.engine.render_stream(item)
         done = object()
         while (chunk := await asyncio.to_thread(next, chunks, done)) is not done:
             yield chunk

@@ -59,9 +59,9 @@ async def request_context(request: Request, call_next):
 @serve.deployment(name="Ingress", **INGRESS)
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, frontend, synthesizer, speaker_cache, settings: dict | None = None) -> None:
+    def __init__(self, frontend, synthesizers: dict, speaker_cache, settings: dict | None = None) -> None:
         logging.basicConfig(level=logging.INFO)
-        self.services = context.Services.build(Settings(**(settings or {})), frontend, synthesizer, speaker_cache)
+        self.services = context.Services.build(Settings(**(settings or {})), frontend, synthesizers, speaker_cache)
         context.install(self.services)
         app.state.metrics = self.services.metrics
 
@@ -70,10 +70,16 @@ def build_app(args: dict | None = None):
     """The bound application; ``args`` are Settings overrides (the serve config's ``args:``)."""
     overrides = dict(args or {})
     settings = Settings(**overrides)  # fail fast on bad config, before any replica starts
-    synthesizer = Synthesizer
-    if settings.synthesizer_num_gpus:
-        # The serve config's ray_actor_options still win over this (Serve applies them last).
-        actor = {**SYNTHESIZER["ray_actor_options"], "num_gpus": settings.synthesizer_num_gpus}
-        synthesizer = Synthesizer.options(ray_actor_options=actor)
-    return Ingress.bind(TextFrontend.bind(overrides), synthesizer.bind(overrides),
+    synthesizers = {family: synthesizer_for(family, settings).bind(overrides, family)
+                    for family in settings.model_families}
+    return Ingress.bind(TextFrontend.bind(overrides), synthesizers,
                         SpeakerEmbeddingCache.bind(overrides), settings=overrides)
+
+
+def synthesizer_for(family: str, settings: Settings):
+    """The Synthesizer deployment of one model family, named ``Synthesizer-<family>``."""
+    actor = dict(SYNTHESIZER["ray_actor_options"])
+    if settings.synthesizer_num_gpus and family in settings.gpu_families:
+        # The serve config's ray_actor_options still win over this (Serve applies them last).
+        actor["num_gpus"] = settings.synthesizer_num_gpus
+    return Synthesizer.options(name=f"Synthesizer-{family}", ray_actor_options=actor)

@@ -7,7 +7,7 @@ replica starts (one process per replica, so a module-level holder is per replica
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fastapi import Request
 
@@ -30,17 +30,17 @@ class Services:
     registry: VoiceRegistry
     metrics: IngressMetrics
     synthesis: SynthesisService
-    synthesizer: object           # Ray Serve handles
+    synthesizers: dict            # Ray Serve handles: model family -> its Synthesizer
     speaker_cache: object
     jobs: set[asyncio.Task] = field(default_factory=set)
 
     @classmethod
-    def build(cls, settings: Settings, frontend, synthesizer, speaker_cache) -> "Services":
+    def build(cls, settings: Settings, frontend, synthesizers: dict, speaker_cache) -> "Services":
         store = open_store(settings)
         metrics = IngressMetrics()
         return cls(settings=settings, store=store, voices=VoiceCatalog(settings), registry=VoiceRegistry(store),
-                   metrics=metrics, synthesis=SynthesisService(settings, frontend, synthesizer, store, metrics),
-                   synthesizer=synthesizer, speaker_cache=speaker_cache)
+                   metrics=metrics, synthesis=SynthesisService(settings, frontend, synthesizers, store, metrics),
+                   synthesizers=synthesizers, speaker_cache=speaker_cache)
 
     async def audio_request(self, body: TTSRequest, request: Request,
                             reference: bytes | None = None) -> AudioRequest:
@@ -54,7 +54,7 @@ class Services:
             record = await asyncio.to_thread(self.registry.ready, voice)
             voice, conditioning = record.base_voice or None, AdaptationConditioning(record.profile)
         return AudioRequest(
-            text=body.text, options=body.options(voice=voice or self.settings.default_voice), format=body.format,
+            text=body.text, options=replace(body.options(), voice=voice), format=body.format,
             sample_rate=body.sample_rate, cache=body.cache, request_id=request.state.request_id,
             conditioning_key=conditioning.identity() if conditioning else "",
             transform=conditioning.apply if conditioning else None,

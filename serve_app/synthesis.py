@@ -77,15 +77,12 @@ class Stream:
 
 def cache_key(prepared: Prepared, fmt: str, rate: int, conditioning: str = "") -> str:
     """Content address of a result: same text, voice, parameters, format and model -> same key."""
-    noise = prepared.noise[0] if prepared.noise else None
     identity = {
         "text": prepared.normalized_text,
         "voice": prepared.voice.id,
         "speaker": prepared.speaker_id,
         "language": prepared.language,
-        "length_scale": noise.length_scale if noise else None,
-        "noise_scale": noise.noise_scale if noise else None,
-        "noise_w": noise.noise_w if noise else None,
+        **prepared.control_identity,   # the model family's own knobs (noise, length, style, ...)
         "seed": prepared.seed if prepared.seed_given else None,
         "volume": prepared.volume,
         "pitch": prepared.pitch,
@@ -99,11 +96,11 @@ def cache_key(prepared: Prepared, fmt: str, rate: int, conditioning: str = "") -
 
 
 class SynthesisService:
-    def __init__(self, settings: Settings, frontend, synthesizer, store: AudioStore,
+    def __init__(self, settings: Settings, frontend, synthesizers: dict, store: AudioStore,
                  metrics: IngressMetrics) -> None:
         self.settings = settings
         self.frontend = frontend
-        self.synthesizer = synthesizer
+        self.synthesizers = synthesizers  # model family -> its Synthesizer deployment handle
         self.store = store
         self.metrics = metrics
         # Identical requests in flight in this replica share one synthesis.
@@ -155,14 +152,18 @@ class SynthesisService:
 
     async def render(self, prepared: Prepared, transform=None) -> np.ndarray:
         """All sentences at once (they batch and spread over replicas), joined in order."""
-        calls = [self.synthesizer.render.remote((prepared.voice.id, s.ids, n, prepared.speaker_id))
-                 for s, n in zip(prepared.sentences, prepared.noise)]
+        synthesizer = self.synthesizer_for(prepared)
+        calls = [synthesizer.render.remote(item) for item in prepared.items()]
         pieces = await asyncio.gather(*calls)
         rate = prepared.voice.sample_rate
         audio = join_sentences(pieces, rate, self.settings.sentence_pause_s)
         if transform is not None:
             audio = await asyncio.to_thread(transform, audio, rate)
         return finish_audio(audio, rate, prepared.volume, prepared.pitch)
+
+    def synthesizer_for(self, prepared: Prepared):
+        """The Synthesizer deployment of the voice's model family (each family scales on its own)."""
+        return self.synthesizers[prepared.voice.family]
 
     def metadata(self, prepared: Prepared, fmt: str, rate: int, duration_s: float | None) -> dict[str, str]:
         meta = {
@@ -329,18 +330,18 @@ class SynthesisService:
         """The first sentence chunk by chunk (fast first audio); the rest rendered concurrently
         once the first audio is out, and yielded in order as each is ready."""
         rate = prepared.voice.sample_rate
-        items = [(prepared.voice.id, s.ids, n, prepared.speaker_id)
-                 for s, n in zip(prepared.sentences, prepared.noise)]
+        items = prepared.items()
+        synthesizer = self.synthesizer_for(prepared)
         whole_sentences = transform is not None or prepared.pitch != 0  # WORLD needs whole sentences
         later: list[Awaitable[np.ndarray] | None] = []
         try:
             if whole_sentences:
-                later = [self.synthesizer.render.remote(item) for item in items]
+                later = [synthesizer.render.remote(item) for item in items]
             else:
-                first = self.synthesizer.options(stream=True).render_stream.remote(*items[0])
+                first = synthesizer.options(stream=True).render_stream.remote(items[0])
                 async for chunk in first:
                     if not later:
-                        later = [None] + [self.synthesizer.render.remote(item) for item in items[1:]]
+                        later = [None] + [synthesizer.render.remote(item) for item in items[1:]]
                     yield finish_audio(chunk, rate, prepared.volume)
             for i, pending in enumerate(later):
                 if pending is None:

@@ -90,7 +90,9 @@ def service(tmp_path_factory):
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         common = {"store_retries": 1, "store_backoff_s": 0.05, "store_timeout_s": 2.0, "batch_wait_timeout_s": 0.05}
         serve.run(build_app({**common, "store": "s3://voxtest/audio"}), name="s3", route_prefix="/")
-        serve.run(build_app({**common, "store": f"file://{local_dir}", "public_base_url": f"{base}/local"}),
+        # The second app only needs the English voice: one Synthesizer fewer on a 2-core machine.
+        serve.run(build_app({**common, "store": f"file://{local_dir}", "public_base_url": f"{base}/local",
+                             "model_families": ["piper"]}),
                   name="local", route_prefix="/local")
         state = {"base": base, "proxy": proxy, "moto": endpoint, "local_dir": local_dir}
         try:

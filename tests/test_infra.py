@@ -23,12 +23,13 @@ RAYSERVICE = INFRA / "kuberay" / "rayservice.yaml"
 LIFECYCLE = INFRA / "s3" / "lifecycle.json"
 CDN_POLICY = INFRA / "s3" / "bucket-policy-cdn.json"
 
-REQUIRED_DEPLOYMENTS = {"Ingress", "TextFrontend", "Synthesizer"}
+REQUIRED_DEPLOYMENTS = {"Ingress", "TextFrontend", "Synthesizer-piper", "Synthesizer-kokoro"}
 # deployment name -> options dict in deployments/options.py
 OPTION_NAMES = {
     "Ingress": "INGRESS",
     "TextFrontend": "TEXT_FRONTEND",
-    "Synthesizer": "SYNTHESIZER",
+    "Synthesizer-piper": "SYNTHESIZER",
+    "Synthesizer-kokoro": "SYNTHESIZER",
     "SpeakerEmbeddingCache": "SPEAKER_CACHE",
 }
 
@@ -178,8 +179,9 @@ def test_numbers_match_deployment_defaults(config):
 
 
 def test_local_config_is_cpu_only():
-    synth = next(d for d in load_serve_config()["applications"][0]["deployments"] if d["name"] == "Synthesizer")
-    assert synth["ray_actor_options"].get("num_gpus", 0) == 0
+    for synth in load_serve_config()["applications"][0]["deployments"]:
+        if synth["name"].startswith("Synthesizer-"):
+            assert synth["ray_actor_options"].get("num_gpus", 0) == 0
 
 
 # --------------------------------------------------------------------------- KubeRay
@@ -210,10 +212,14 @@ def test_rayservice_mirrors_local_config():
     for key in ("name", "route_prefix", "import_path"):
         assert k8s[key] == local[key]
     assert [d["name"] for d in k8s["deployments"]] == [d["name"] for d in local["deployments"]]
-    # Synthesizer on GPUs there: the group it needs must exist (checked above) and be asked for.
-    synth = next(d for d in k8s["deployments"] if d["name"] == "Synthesizer")
+    # Kokoro on GPUs there: the group it needs must exist (checked above) and be asked for;
+    # Piper VITS stays on CPU workers.
+    synth = next(d for d in k8s["deployments"] if d["name"] == "Synthesizer-kokoro")
     assert synth["ray_actor_options"]["num_gpus"] > 0
     assert k8s["args"].get("synthesizer_num_gpus") == synth["ray_actor_options"]["num_gpus"]
+    assert k8s["args"].get("gpu_families", ["kokoro"]) == ["kokoro"]
+    piper = next(d for d in k8s["deployments"] if d["name"] == "Synthesizer-piper")
+    assert piper["ray_actor_options"].get("num_gpus", 0) == 0
 
 
 # --------------------------------------------------------------------------- S3

@@ -159,7 +159,7 @@ def test_concurrent_requests_are_batched(service):
 
     assert {r.status_code for r in asyncio.run(burst())} == {200}
     with httpx.Client(base_url=service["base"]) as c:
-        sizes = {int(k) for k in stats(c)["synthesizer"]["batch_sizes"]}
+        sizes = {int(k) for k in stats(c)["synthesizers"]["piper"]["batch_sizes"]}
     assert max(sizes) > 1, sizes
 
 
@@ -260,7 +260,8 @@ def test_openai_errors(client):
         ({"text": "x" * 5001}, 413, "text"),
         ({"text": "bell\x07here"}, 422, "text"),
         ({"text": "hello", "language": "klingon"}, 422, "language"),
-        ({"text": "你好世界"}, 422, "language"),
+        ({"text": "안녕하세요"}, 422, "language"),
+        ({"text": "你好世界", "voice": "en_US-joe-medium"}, 422, "language"),
         ({"text": "hello", "voice": "nobody"}, 404, "voice"),
         ({"text": "hello", "speed": 0.1}, 422, "speed"),
         ({"text": "hello", "format": "aiff"}, 422, "format"),
@@ -277,8 +278,11 @@ def test_bad_input_is_a_clear_4xx(client, body, status, field):
 
 
 def test_unsupported_language_names_capable_voices(client):
-    err = assert_error(client.post("/v1/tts", json={"text": "你好世界"}), 422, "language")
-    assert "zh" in err["message"]
+    err = assert_error(client.post("/v1/tts", json={"text": "你好世界", "voice": "en_US-joe-medium"}),
+                       422, "language")
+    assert "zh" in err["message"] and "kokoro/jf_gongitsune" in err["message"]
+    err = assert_error(client.post("/v1/tts", json={"text": "안녕하세요"}), 422, "language")
+    assert "en, ja, zh" in err["message"]
 
 
 def test_malformed_json_and_wrong_content_type(client):
@@ -344,10 +348,11 @@ def test_overload_is_503_with_retry_after(service):
     from deployments.text_frontend import TextFrontend
     from serve_app.app import Ingress
 
-    args = {"store": f"file://{service['local_dir']}/tight"}
+    args = {"store": f"file://{service['local_dir']}/tight", "model_families": ["piper"]}
     tight = Ingress.options(max_ongoing_requests=1, max_queued_requests=1,
                             autoscaling_config={"min_replicas": 1, "max_replicas": 1})
-    serve.run(tight.bind(TextFrontend.bind(args), Synthesizer.bind(args), SpeakerEmbeddingCache.bind(args),
+    synthesizers = {"piper": Synthesizer.options(name="Synthesizer-piper").bind(args, "piper")}
+    serve.run(tight.bind(TextFrontend.bind(args), synthesizers, SpeakerEmbeddingCache.bind(args),
                          settings=args), name="tight", route_prefix="/tight")
     try:
         async def burst():

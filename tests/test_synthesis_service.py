@@ -61,7 +61,7 @@ def replicas(engine, tmp_path):
     settings = Settings(store=f"file://{tmp_path}")
     store = LocalStore(settings, tmp_path)
     synth = CountingSynthesizer()
-    make = lambda: SynthesisService(settings, FakeFrontend(engine), synth, store, IngressMetrics())  # noqa: E731
+    make = lambda: SynthesisService(settings, FakeFrontend(engine), {"piper": synth}, store, IngressMetrics())  # noqa: E731
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("serve_app.metrics.Counter", _NullMetric)
         mp.setattr("serve_app.metrics.Histogram", _NullMetric)
@@ -125,7 +125,7 @@ def test_failed_synthesis_releases_claim_and_others_take_over(replicas, engine):
         await asyncio.sleep(0.3)
         raise RuntimeError("replica crashed")
 
-    a.synthesizer = type("S", (), {"render": Remote(failing)})()
+    a.synthesizers = {"piper": type("S", (), {"render": Remote(failing)})()}
 
     async def race():
         first = asyncio.create_task(a.synthesize(request("Will fail once.")))

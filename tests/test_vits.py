@@ -11,6 +11,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from tts_engine.engine import SynthesisOptions
+from tts_engine.models.protocol import RenderItem
 from tts_engine.models.vits import NoiseSpec, Vits, VitsConfig
 from tts_engine.models.vits_weights import infer_config, load_onnx_state, load_vits
 
@@ -45,7 +46,7 @@ def ids_of(engine, text: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def model(engine):
-    return engine.model(engine.settings.default_voice)
+    return engine.model(engine.settings.default_voice).vits
 
 
 def deterministic() -> NoiseSpec:
@@ -78,9 +79,10 @@ def test_padded_batch_matches_single_runs(engine, model):
     texts = ["Hi.", "A somewhat longer sentence to pad the others.", "Medium length here, friend."]
     seqs = [ids_of(engine, t) for t in texts]
     specs = [NoiseSpec(0.667, 0.8, 1.0, seed=i) for i in range(len(seqs))]
-    batched = engine.render_batch(engine.settings.default_voice, [(s, n, None) for s, n in zip(seqs, specs)])
+    voice = engine.settings.default_voice
+    batched = engine.render_batch(voice, [RenderItem(voice, s, n) for s, n in zip(seqs, specs)])
     for seq, spec, got in zip(seqs, specs, batched):
-        alone = engine.render_batch(engine.settings.default_voice, [(seq, spec, None)])[0]
+        alone = engine.render_batch(voice, [RenderItem(voice, seq, spec)])[0]
         assert got.shape == alone.shape
         assert np.abs(got - alone).max() <= 1e-4
 

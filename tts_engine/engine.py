@@ -11,11 +11,11 @@ normalize, phonemize; no model needed) and ``render_batch`` / ``render_stream``
 
 from __future__ import annotations
 
-import hashlib
 import random
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,17 +23,16 @@ import torch
 from tts_engine.audio.assembly import finish_audio, join_sentences, silence
 from tts_engine.errors import InvalidInput, UnsupportedLanguage
 from tts_engine.models.fastpath import keep_freed_memory_mapped
-from tts_engine.text.frontend import Sentence, TextFrontend
+from tts_engine.models.protocol import ModelFamily, RenderItem, SpeechModel, StreamChunking
+from tts_engine.models.registry import model_families
 from tts_engine.settings import Settings, get_settings
-from tts_engine.models.vits import NoiseSpec, Vits
+from tts_engine.text.frontend import Sentence, cjk_language, resolve_language, validate_text
 from tts_engine.voices import VoiceCatalog, VoiceInfo
-from tts_engine.models.vits_weights import load_vits
 
 SPEED_RANGE = (0.5, 2.0)
 NOISE_RANGE = (0.0, 2.0)
 VOLUME_RANGE = (0.0, 4.0)
 PITCH_RANGE = (-12.0, 12.0)
-ENGINE_VERSION = "vits-torch-1"
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ class Prepared:
     voice: VoiceInfo
     language: str
     sentences: list[Sentence]
-    noise: list[NoiseSpec]
+    controls: list[Any]                 # one per sentence, the family's (NoiseSpec, KokoroControl, ...)
     speaker_id: int | None
     seed: int
     volume: float = 1.0
@@ -84,10 +83,15 @@ class Prepared:
     dropped: list[str] = field(default_factory=list)
     model_version: str = ""
     seed_given: bool = False   # a random seed must not make the result a cache identity
+    control_identity: dict = field(default_factory=dict)  # what of the controls changes the audio
 
     @property
     def normalized_text(self) -> str:
         return " ".join(s.text for s in self.sentences)
+
+    def items(self) -> list[RenderItem]:
+        """One render item per sentence."""
+        return [RenderItem(self.voice.id, s.ids, c, self.speaker_id) for s, c in zip(self.sentences, self.controls)]
 
 
 @dataclass
@@ -105,14 +109,15 @@ class Synthesis:
 
 
 class TTSEngine:
+    """Text in, audio out, for every model family; never branches on which family a voice is."""
+
     def __init__(self, settings: Settings | None = None, device: str | None = None) -> None:
         self.settings = settings or get_settings()
-        self.voices = VoiceCatalog(self.settings)
-        self.frontend = TextFrontend(self.settings.max_text_chars, self.settings.max_sentence_chars)
+        self.families: dict[str, ModelFamily] = model_families(self.settings)
+        self.voices = VoiceCatalog(self.settings, self.families)
         self.device = torch.device(device or _pick_device(self.settings.device))
-        self._models: dict[str, Vits] = {}
+        self._models: dict[str, SpeechModel] = {}
         self._lock = threading.Lock()
-        self._version_cache: dict[str, str] = {}
         if self.settings.torch_threads:
             torch.set_num_threads(self.settings.torch_threads)
         if self.device.type == "cpu":
@@ -123,93 +128,82 @@ class TTSEngine:
     def synthesize(self, text: str, options: SynthesisOptions | None = None, **kwargs) -> Synthesis:
         """Whole-utterance synthesis: all sentences in one padded batch, joined with pauses."""
         prepared = self.prepare(text, _options(options, kwargs))
-        pieces = self.render_batch(prepared.voice.id, _items(prepared))
+        pieces = self.render_batch(prepared.voice.id, prepared.items())
         return self.finish(prepared, pieces)
 
     def stream(self, text: str, options: SynthesisOptions | None = None, **kwargs) -> Iterator[np.ndarray]:
-        """Audio chunks as they are vocoded, sentence by sentence (pauses included)."""
+        """Audio chunks as they are decoded, sentence by sentence (pauses included)."""
         prepared = self.prepare(text, _options(options, kwargs))
-        for i, (ids, noise, speaker) in enumerate(_items(prepared)):
+        rate = prepared.voice.sample_rate
+        for i, item in enumerate(prepared.items()):
             if i:
-                yield silence(self.settings.sentence_pause_s, prepared.voice.sample_rate)
-            for chunk in self.render_stream(prepared.voice.id, ids, noise, speaker):
-                yield finish_audio(chunk, prepared.voice.sample_rate, prepared.volume, prepared.pitch)
+                yield silence(self.settings.sentence_pause_s, rate)
+            for chunk in self.render_stream(item):
+                yield finish_audio(chunk, rate, prepared.volume, prepared.pitch)
 
     # ------------------------------------------------------------------ text side
 
     def prepare(self, text: str, options: SynthesisOptions) -> Prepared:
+        """Validate, pick the voice (by language when none is given), normalize and phonemize."""
         options = options.validated()
-        voice = self.voices.get(options.voice)
-        result = self.frontend.process(text, voice.espeak_voice, voice.phoneme_id_map, options.language)
-        if result.language not in voice.languages:
-            able = self.voices.speaking(result.language)
+        text = validate_text(text, self.settings.max_text_chars)
+        language = resolve_language(options.language, text)
+        if not self.settings.resolve_voice_alias(options.voice or ""):  # no voice: the language's default
+            language = self._voice_language(text, options.language, language)
+        voice = self.voices.get(options.voice, language)
+        if language not in voice.languages:
+            able = self.voices.speaking(language)
             raise UnsupportedLanguage(
-                f"voice '{voice.id}' speaks {voice.languages}, not '{result.language}'; "
+                f"voice '{voice.id}' speaks {voice.languages}, not '{language}'; "
                 f"voices that can: {able or 'none installed'}",
                 field="language",
             )
+        family = self.families[voice.family]
+        result = family.frontend(text, voice, options.language)
         seed = options.seed if options.seed is not None else random.randrange(2**31)
-        base = NoiseSpec(
-            noise_scale=voice.noise_scale if options.noise_scale is None else options.noise_scale,
-            noise_w=voice.noise_w if options.noise_w is None else options.noise_w,
-            length_scale=voice.length_scale / options.speed,
-        )
-        dropped = sorted({p for s in result.sentences for p in s.dropped})
+        controls = family.controls(voice, options, len(result.sentences), seed)
         return Prepared(
             voice=voice,
-            language=result.language,
+            language=language,
             sentences=result.sentences,
-            noise=[replace(base, seed=seed + i) for i in range(len(result.sentences))],
+            controls=controls,
             speaker_id=voice.speaker_id(options.speaker),
             seed=seed,
             volume=options.volume,
             pitch=options.pitch,
-            dropped=dropped,
+            dropped=sorted({p for s in result.sentences for p in s.dropped}),
             model_version=self.model_version(voice.id),
             seed_given=options.seed is not None,
+            control_identity=family.cache_identity(controls[0]) if controls else {},
         )
+
+    def _voice_language(self, text: str, requested: str, language: str) -> str:
+        """The language of a request without a voice: with ``auto``, text that contains Chinese or
+        Japanese is that language (its voice also reads the English around it), else the detected one."""
+        if (requested or "auto").strip().lower() not in ("", "auto"):
+            return language
+        cjk = cjk_language(text)
+        return cjk if cjk in self.settings.default_voices else language
 
     # ------------------------------------------------------------------ model side
 
-    def model(self, voice_id: str) -> Vits:
+    def model(self, voice_id: str) -> SpeechModel:
         """The voice's model, loaded once per process."""
         with self._lock:
             if voice_id not in self._models:
-                model = load_vits(self.voices.get(voice_id).model_path).to(self.device)
-                if self.settings.fp16 and self.device.type == "cuda":
-                    model.dec.half()  # the vocoder dominates run time and tolerates fp16
-                self._models[voice_id] = model
+                voice = self.voices.get(voice_id)
+                self._models[voice_id] = self.families[voice.family].load(voice, str(self.device))
             return self._models[voice_id]
 
-    def render_batch(
-        self, voice_id: str, items: Sequence[tuple[list[int], NoiseSpec, int | None]]
-    ) -> list[np.ndarray]:
-        """Phoneme-id sequences -> one waveform each, computed as one padded batch."""
-        model = self.model(voice_id)
-        lengths = torch.tensor([len(ids) for ids, _, _ in items], device=self.device)
-        batch = torch.zeros(len(items), int(lengths.max()), dtype=torch.long, device=self.device)
-        for row, (ids, _, _) in enumerate(items):
-            batch[row, : len(ids)] = torch.tensor(ids)
-        speakers = _speaker_tensor([s for _, _, s in items], self.device)
-        # Fresh NoiseSpecs so a spec's RNG state never leaks between calls.
-        noise = [replace(n, generator=None) for _, n, _ in items]
-        z, frames = model.acoustic(batch, lengths, noise, speakers)
-        audio = model.vocoder(z, frames, speakers).cpu().numpy()
-        return [audio[i, : int(frames[i]) * model.hop] for i in range(len(items))]
+    def render_batch(self, voice_id: str, items: Sequence[RenderItem]) -> list[np.ndarray]:
+        """Sentences of one voice -> one waveform each (a padded batch where the family batches)."""
+        return self.model(voice_id).render_batch(items)
 
-    def render_stream(
-        self, voice_id: str, ids: list[int], noise: NoiseSpec, speaker_id: int | None
-    ) -> Iterator[np.ndarray]:
-        """One sentence, vocoded in overlapping chunks (first one ~0.23 s) as they are ready."""
-        model = self.model(voice_id)
-        batch = torch.tensor([ids], device=self.device)
-        speakers = _speaker_tensor([speaker_id], self.device)
-        z, _ = model.acoustic(batch, torch.tensor([len(ids)], device=self.device),
-                              [replace(noise, generator=None)], speakers)
+    def render_stream(self, item: RenderItem) -> Iterator[np.ndarray]:
+        """One sentence, decoded in overlapping chunks (the first one short) as they are ready."""
         s = self.settings
-        for chunk in model.vocoder_stream(z, s.stream_first_chunk_frames, s.stream_chunk_frames,
-                                          s.stream_context_frames, speakers):
-            yield chunk.cpu().numpy()
+        chunking = StreamChunking(s.stream_first_chunk_frames, s.stream_chunk_frames, s.stream_context_frames)
+        return self.model(item.voice).render_stream(item, chunking)
 
     # ------------------------------------------------------------------ assembly
 
@@ -220,28 +214,13 @@ class TTSEngine:
         return Synthesis(audio, rate, prepared.voice.id, prepared.language, prepared.seed, prepared.dropped)
 
     def model_version(self, voice_id: str) -> str:
-        """Changes whenever the voice's weights or our engine change (part of cache keys)."""
-        if voice_id not in self._version_cache:
-            digest = hashlib.sha256()
-            with open(self.voices.get(voice_id).model_path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            self._version_cache[voice_id] = f"{ENGINE_VERSION}:{digest.hexdigest()[:16]}"
-        return self._version_cache[voice_id]
-
-
-def _items(prepared: Prepared) -> list[tuple[list[int], NoiseSpec, int | None]]:
-    return [(s.ids, n, prepared.speaker_id) for s, n in zip(prepared.sentences, prepared.noise)]
+        """Changes whenever the voice's weights or our implementation change (part of cache keys)."""
+        voice = self.voices.get(voice_id)
+        return self.families[voice.family].version(voice)
 
 
 def _options(options: SynthesisOptions | None, overrides: dict) -> SynthesisOptions:
     return replace(options or SynthesisOptions(), **overrides)
-
-
-def _speaker_tensor(speaker_ids: Sequence[int | None], device: torch.device) -> torch.Tensor | None:
-    if all(s is None for s in speaker_ids):
-        return None
-    return torch.tensor([s or 0 for s in speaker_ids], dtype=torch.long, device=device)
 
 
 def _pick_device(setting: str) -> str:

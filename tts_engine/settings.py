@@ -20,6 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+DEFAULT_VOICES = {"en": "en_US-joe-medium", "zh": "kokoro/jf_gongitsune", "ja": "kokoro/jf_alpha"}
 OPENAI_VOICE_NAMES = (
     "alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse",
 )
@@ -29,12 +30,22 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VOXSERVE_", extra="ignore")
 
     # --- voices and synthesis -------------------------------------------------
-    default_voice: str = "en_US-joe-medium"
+    default_voices: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_VOICES),
+        description="Base language -> the voice a request without 'voice' gets.",
+    )
     voices_dir: Path | None = Field(None, description="Extra Piper voices (*.onnx + *.onnx.json).")
     voice_aliases: dict[str, str] = Field(
         default_factory=dict,
-        description="Alias -> voice id; OpenAI voice names not listed map to default_voice.",
+        description="Alias -> voice id, or 'lang:xx' for that language's default voice; OpenAI voice "
+                    "names not listed get the default voice of the text's language.",
     )
+    model_families: list[str] = Field(default_factory=lambda: ["piper", "kokoro"],
+                                      description="Model families whose voices this process offers.")
+    model_cache_dir: Path = Field(Path.home() / ".cache" / "voxserve",
+                                  description="Where model files assembled from wheels are kept.")
+    kokoro_backend: Literal["torch", "onnxruntime"] = Field(
+        "onnxruntime", description="Kokoro runs on our torch port; ONNX Runtime's int8 graph is a CPU option.")
     max_text_chars: int = Field(5000, ge=1)
     max_sentence_chars: int = Field(400, ge=20, description="Longer sentences split at clause boundaries.")
     sentence_pause_s: float = Field(0.25, ge=0.0, le=2.0)
@@ -66,7 +77,9 @@ class Settings(BaseSettings):
     port: int = 8000
     batch_max_size: int = Field(8, ge=1)
     batch_wait_timeout_s: float = Field(0.01, ge=0.0)
-    synthesizer_num_gpus: float = Field(0.0, ge=0.0)
+    synthesizer_num_gpus: float = Field(0.0, ge=0.0, description="GPUs per Synthesizer replica of gpu_families.")
+    gpu_families: list[str] = Field(default_factory=lambda: ["kokoro"],
+                                    description="Model families whose Synthesizer asks for synthesizer_num_gpus.")
 
     # --- voice cloning -----------------------------------------------------------
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
@@ -92,12 +105,18 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     def resolve_voice_alias(self, name: str) -> str:
-        """Map an alias (e.g. an OpenAI voice name) to a voice id; other names pass through."""
+        """Map an alias (e.g. an OpenAI voice name) to a voice id or 'lang:xx'; other names pass through.
+        An OpenAI voice name that is not aliased means "the default voice", i.e. ''."""
         if name in self.voice_aliases:
             return self.voice_aliases[name]
         if name in OPENAI_VOICE_NAMES:
-            return self.default_voice
+            return ""
         return name
+
+    @property
+    def default_voice(self) -> str:
+        """The English default voice (the one every deployment loads first)."""
+        return self.default_voices.get("en") or next(iter(self.default_voices.values()))
 
 
 @lru_cache(maxsize=1)

@@ -42,9 +42,10 @@ def readiness_problems(services: Services) -> list[str]:
 
 @router.get("/v1/stats")
 async def stats(services: Services = Depends(get_services)) -> dict:
-    """This ingress replica's counters and one Synthesizer replica's batch sizes (for tests and
-    dashboards without Prometheus; cluster-wide numbers are in Ray's metrics)."""
-    return {"ingress": dict(services.metrics.local), "synthesizer": await services.synthesizer.stats.remote(),
+    """This ingress replica's counters and one Synthesizer replica's batch sizes per model family (for
+    tests and dashboards without Prometheus; cluster-wide numbers are in Ray's metrics)."""
+    synthesizers = {family: await handle.stats.remote() for family, handle in services.synthesizers.items()}
+    return {"ingress": dict(services.metrics.local), "synthesizers": synthesizers,
             "speaker_cache": await services.speaker_cache.stats.remote()}
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "TextFrontend",
     "validate_text",
     "detect_language",
+    "cjk_language",
     "resolve_language",
     "normalize_english",
     "split_sentences",
@@ -137,6 +138,20 @@ def detect_language(text: str) -> str:
     }
     # max() keeps the first of equal counts, so ties resolve in this fixed order.
     return max(votes, key=lambda lang: votes[lang])
+
+
+def cjk_language(text: str) -> str | None:
+    """The CJK language written anywhere in ``text`` ("ja" if any kana, "zh" if any Han, "ko" if
+    any Hangul), or None. A mixed text needs a voice that can read its CJK part; English words
+    inside Chinese or Japanese are the CJK reader's business, not the other way round."""
+    scripts = {_script_of(ch) for ch in text}
+    if "kana" in scripts:
+        return "ja"
+    if "han" in scripts:
+        return "zh"
+    if "hangul" in scripts:
+        return "ko"
+    return None
 
 
 _ISO_639_1 = frozenset(
@@ -420,6 +435,15 @@ def _joined(groups: list[list[str]]) -> list[str]:
     return joined
 
 
+def _without_cjk(text: str) -> tuple[str, list[str]]:
+    """English voices cannot read Han, kana or Hangul (espeak says "Chinese letter"): drop and report."""
+    unreadable = [ch for ch in text if _script_of(ch) in ("han", "kana", "hangul")]
+    if not unreadable:
+        return text, []
+    kept = "".join(" " if _script_of(ch) in ("han", "kana", "hangul") else ch for ch in text)
+    return re.sub(r"\s+", " ", kept).strip(), list(dict.fromkeys(unreadable))
+
+
 class TextFrontend:
     """Turns request text into per-sentence phoneme ids for one voice's id map."""
 
@@ -439,12 +463,13 @@ class TextFrontend:
         normalized = normalize_english(text) if resolved == "en" else clean_text(text)
         sentences: list[Sentence] = []
         for chunk in split_sentences(normalized, self.max_sentence_chars):
+            readable, unreadable = _without_cjk(chunk) if resolved == "en" else (chunk, [])
             # We already split; if espeak sees more sentences in a chunk, they stay one.
-            phonemes = _joined(phonemize(chunk, espeak_voice))
+            phonemes = _joined(phonemize(readable, espeak_voice))
             if not _is_speakable(phonemes):
                 continue
             ids, dropped = phoneme_ids(phonemes, id_map)
-            sentences.append(Sentence(text=chunk, phonemes=phonemes, ids=ids, dropped=dropped))
+            sentences.append(Sentence(text=chunk, phonemes=phonemes, ids=ids, dropped=unreadable + dropped))
         if not sentences:
             raise EmptyText("no speakable text remains after normalization", field="text")
         return FrontendResult(language=resolved, normalized_text=normalized, sentences=sentences)

@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tts_engine.frontend import _espeak_clauses
-from tts_engine.normalize import normalize_english
+from tts_engine.text.frontend import _espeak_clauses
+from tts_engine.text.en_normalize import normalize_english
 
 __all__ = [
     "PhToken",

@@ -1,0 +1,113 @@
+"""The engine with two model families: catalog, per-language defaults, language errors, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tts_engine.engine import SynthesisOptions, TTSEngine
+from tts_engine.errors import UnknownVoice, UnsupportedLanguage
+from tts_engine.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def ml_engine(tmp_path_factory) -> TTSEngine:
+    return TTSEngine(Settings(device="cpu", model_cache_dir=tmp_path_factory.getbasetemp() / "models"))
+
+
+def test_catalog_lists_both_families_with_languages_and_accent_note(ml_engine):
+    voices = {v.id: v for v in ml_engine.voices.list()}
+    assert "en_US-joe-medium" in voices
+    kokoro = [v for v in voices.values() if v.family == "kokoro"]
+    assert {v.id for v in kokoro} == {f"kokoro/{n}" for n in
+                                      ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")}
+    for voice in kokoro:
+        described = voice.describe()
+        assert described["sample_rate"] == 24000 and set(described["languages"]) == {"en", "zh", "ja"}
+        assert "Japanese" in described["note"]
+    assert voices["en_US-joe-medium"].describe()["languages"] == ["en"]
+
+
+@pytest.mark.parametrize(("text", "voice", "language"), [
+    ("欢迎使用语音合成系统。", "kokoro/jf_gongitsune", "zh"),
+    ("今日はいい天気ですね。", "kokoro/jf_alpha", "ja"),
+    ("Hello world.", "en_US-joe-medium", "en"),
+    ("Hello，你好世界", "kokoro/jf_gongitsune", "zh"),          # the seed article's mixed example
+    ("我们用GPU和Python开发API。", "kokoro/jf_gongitsune", "zh"),
+])
+def test_request_without_voice_gets_its_languages_default(ml_engine, text, voice, language):
+    prepared = ml_engine.prepare(text, SynthesisOptions())
+    assert (prepared.voice.id, prepared.language) == (voice, language)
+
+
+def test_openai_voice_name_follows_the_text_language(ml_engine):
+    assert ml_engine.prepare("欢迎。", SynthesisOptions(voice="alloy")).voice.id == "kokoro/jf_gongitsune"
+    assert ml_engine.prepare("Welcome.", SynthesisOptions(voice="alloy")).voice.id == "en_US-joe-medium"
+
+
+def test_language_alias_resolves_to_that_languages_default(tmp_path):
+    engine = TTSEngine(Settings(device="cpu", voice_aliases={"zh-CN-XiaoyanNeural": "lang:zh"}))
+    assert engine.prepare("你好。", SynthesisOptions(voice="zh-CN-XiaoyanNeural")).voice.id == "kokoro/jf_gongitsune"
+
+
+@pytest.mark.parametrize("text", ["안녕하세요, 반갑습니다.", "مرحبا بالعالم"])
+def test_unsupported_script_is_422_naming_the_languages(ml_engine, text):
+    with pytest.raises(UnsupportedLanguage) as err:
+        ml_engine.prepare(text, SynthesisOptions())
+    assert err.value.field == "language" and err.value.status == 422
+    assert all(lang in err.value.message for lang in ("en", "zh", "ja"))
+
+
+def test_voice_that_cannot_speak_the_forced_language_names_the_voices_that_can(ml_engine):
+    with pytest.raises(UnsupportedLanguage) as err:
+        ml_engine.prepare("你好。", SynthesisOptions(voice="en_US-joe-medium", language="zh"))
+    assert "kokoro/jf_gongitsune" in err.value.message and err.value.field == "language"
+
+
+def test_korean_forced_on_kokoro_is_refused(ml_engine):
+    with pytest.raises(UnsupportedLanguage):
+        ml_engine.prepare("Hello.", SynthesisOptions(voice="kokoro/jf_alpha", language="ko"))
+
+
+def test_unknown_voice_lists_kokoro_voices(ml_engine):
+    with pytest.raises(UnknownVoice) as err:
+        ml_engine.prepare("Hi.", SynthesisOptions(voice="kokoro/nobody"))
+    assert "kokoro/jf_alpha" in err.value.message
+
+
+def test_unreadable_characters_are_dropped_and_reported_not_a_crash(ml_engine):
+    english = ml_engine.prepare("Hello 世界, how are you?", SynthesisOptions(voice="en_US-joe-medium"))
+    assert {"世", "界"} <= set(english.dropped)
+    mixed = ml_engine.prepare("你好😀，안녕 world。", SynthesisOptions())
+    assert mixed.voice.family == "kokoro" and mixed.dropped
+
+
+def test_cache_identity_keeps_piper_fields_and_adds_family_version(ml_engine):
+    piper = ml_engine.prepare("Hello.", SynthesisOptions())
+    kokoro = ml_engine.prepare("你好。", SynthesisOptions(speed=1.25))
+    assert set(piper.control_identity) == {"length_scale", "noise_scale", "noise_w"}
+    assert piper.model_version.startswith("vits-torch-1:")
+    assert kokoro.model_version.startswith("kokoro-1-")
+    assert kokoro.control_identity["length_scale"] == pytest.approx(0.8)
+
+
+def test_mandarin_synthesis_end_to_end(ml_engine):
+    result = ml_engine.synthesize("欢迎使用语音合成系统。", seed=1)
+    assert result.sample_rate == 24000 and result.voice == "kokoro/jf_gongitsune"
+    assert 1.0 < result.duration_s < 6.0
+    assert np.abs(result.audio).max() > 0.05
+
+
+def test_kokoro_stream_joins_to_audio(ml_engine):
+    chunks = list(ml_engine.stream("こんにちは。", voice="kokoro/jf_alpha"))
+    assert sum(len(c) for c in chunks) / 24000 > 0.3
+
+
+def test_cli_takes_language(tmp_path, monkeypatch):
+    from tts_engine.__main__ import main
+    from tts_engine.audio.encoders import decode
+
+    out = tmp_path / "out.wav"
+    assert main(["欢迎使用语音合成系统。", "--language", "zh", "-o", str(out)]) == 0
+    audio, rate = decode(out.read_bytes())
+    assert rate == 24000 and len(audio) / rate > 1.0

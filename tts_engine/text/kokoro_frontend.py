@@ -1,0 +1,51 @@
+"""Text -> sentences of Kokoro phoneme ids, with the language detected per sentence.
+
+``language: auto`` detects each sentence on its own (a Japanese sentence inside a Chinese text
+is read as Japanese, an English one as English); a forced language applies to every sentence. English words inside Chinese
+are the Mandarin G2P's business (``zh_g2p``), not this module's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tts_engine.errors import EmptyText, UnsupportedLanguage
+from tts_engine.settings import Settings
+from tts_engine.text.en_normalize import clean_text
+from tts_engine.text.frontend import (
+    FrontendResult, Sentence, cjk_language, detect_language, resolve_language, validate_text,
+)
+from tts_engine.text.kokoro_phonemizer import LANGUAGES, KokoroPhonemizer
+
+
+class KokoroFrontend:
+    def __init__(self, settings: Settings, vocab: Mapping[str, int]) -> None:
+        self.settings = settings
+        self.phonemizer = KokoroPhonemizer(vocab)
+
+    def process(self, text: str, language: str = "auto") -> FrontendResult:
+        text = validate_text(text, self.settings.max_text_chars)
+        resolved = resolve_language(language, text)
+        if resolved not in LANGUAGES:
+            raise UnsupportedLanguage(
+                f"Kokoro voices speak {', '.join(LANGUAGES)}, not '{resolved}'", field="language")
+        auto = language is None or language.strip().lower() in ("", "auto")
+        cleaned = clean_text(text)
+        sentences = []
+        for chunk in self.phonemizer.split(cleaned, resolved, self.settings.max_sentence_chars):
+            lang = _sentence_language(chunk, resolved) if auto else resolved
+            out = self.phonemizer.phonemize(chunk, lang)
+            if not any(c.isalnum() for c in out.phonemes):
+                continue  # punctuation only: nothing to say
+            sentences.append(Sentence(text=chunk, phonemes=list(out.phonemes), ids=out.ids, dropped=out.dropped))
+        if not sentences:
+            raise EmptyText("no speakable text remains after normalization", field="text")
+        return FrontendResult(language=resolved, normalized_text=cleaned, sentences=sentences)
+
+
+def _sentence_language(sentence: str, document_language: str) -> str:
+    """A sentence's own language when it is one Kokoro speaks, else the document's. Any Chinese or
+    Japanese in a sentence makes it that language's: their G2Ps read embedded English words, the
+    English G2P cannot read Han or kana."""
+    detected = cjk_language(sentence) or detect_language(sentence)
+    return detected if detected in LANGUAGES else document_language
