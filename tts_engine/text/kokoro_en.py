@@ -159,6 +159,7 @@ def spell_letters(word: str) -> str:
 
 _WORD = re.compile(r"[A-Za-z\u00C0-\u024F]+(?:['’][A-Za-z]+)*|[^\sA-Za-z\u00C0-\u024F]")
 _NUMBERISH = re.compile(r"\d")
+_LATIN = re.compile(r"[A-Za-z\u00C0-\u024F]")
 
 
 class EnglishG2P:
@@ -209,7 +210,7 @@ class EnglishG2P:
                 run.clear()
 
         for piece in pieces:
-            if piece[0].isalpha():
+            if _LATIN.match(piece):
                 run.append(piece)
                 continue
             flush()

@@ -116,9 +116,10 @@ def pinyin_to_kokoro(syllable: str) -> str:
 class ChineseG2P:
     """Mandarin text (one sentence or clause; may contain English) -> Kokoro tokens."""
 
-    def __init__(self, english: EnglishG2P | None = None, erhua: bool = True) -> None:
+    def __init__(self, english: EnglishG2P | None = None, erhua: bool = True, aspirate_english: bool = True) -> None:
         self.english = english or EnglishG2P()
         self.erhua = erhua
+        self.aspirate_english = aspirate_english
 
     # -- pinyin ---------------------------------------------------------
     def word_pinyin(self, word: str, pos: str) -> list[str]:
@@ -201,8 +202,26 @@ class ChineseG2P:
     def _latin(self, run: str) -> list[PhToken]:
         words = re.findall(r"[A-Za-z][A-Za-z'’]*", run)
         if len(words) == 1:
-            return [PhToken(words[0], self.english.word(words[0]))]
-        return [t for t in self.english.tokens(" ".join(words), normalize=False) if not t.punct]
+            toks = [PhToken(words[0], self.english.word(words[0]))]
+        else:
+            toks = [t for t in self.english.tokens(" ".join(words), normalize=False) if not t.punct]
+        if self.aspirate_english:
+            toks = [PhToken(t.text, aspirate(t.phonemes), t.punct) for t in toks]
+        return toks
+
+
+_VOWEL = "AIOWYaeiouæɑɐɒɔəɛɜɪʊʌᵊ"
+_ASPIRABLE = re.compile(rf"(?<!s)([ptk])(?=[ˈˌ][{_VOWEL}])|^([ptk])(?=[{_VOWEL}])")
+
+
+def aspirate(ps: str) -> str:
+    """English p t k at the start of a word or stressed syllable written pʰ tʰ kʰ.
+
+    In English they are aspirated there; among Mandarin syllables Kokoro writes
+    unaspirated b d g as p t k, so an unmarked English p inside Chinese is
+    heard as b ("API" -> "ABI", "Python" -> "bai...").
+    """
+    return _ASPIRABLE.sub(lambda m: m[0] + "ʰ", ps)
 
 
 def _merge_ellipses(tokens: list[PhToken]) -> list[PhToken]:
