@@ -81,6 +81,14 @@ EN_SENTENCES = [
     "Remember to back up your files every week.",
 ]
 
+# A small Japanese check of the ja path (not in the default run: --languages ja).
+JA_SENTENCES = [
+    "今日は2024年3月15日です。",
+    "このパソコンの価格は1,500円です。",
+    "会議は15:30から始まります。",
+    "GPUとPythonを使って学習しました。",
+    "明日の気温は-5度になるでしょう。",
+]
 
 # ---------------------------------------------------------------------------
 # Models
@@ -175,6 +183,14 @@ def zh_units(text: str) -> list[str]:
     return [next(readings) if not u.isascii() else u for u in units]
 
 
+def ja_units(text: str) -> list[str]:
+    """Katakana reading (OpenJTalk) per mora character, punctuation and long marks left out."""
+    import pyopenjtalk
+
+    kana = pyopenjtalk.g2p(text, kana=True)
+    return [c for c in kana if "\u30a1" <= c <= "\u30fa"]
+
+
 def en_units(text: str) -> list[str]:
     # Whisper's "5.30pm" is a clock time.
     text = re.sub(r"\b(\d{1,2})\.(\d{2})\s?([ap])\.?m\b", r"\1:\2 \3m", text, flags=re.I)
@@ -223,7 +239,7 @@ def main() -> int:
     asr = WhisperModel(str(whisper_dir()), device="cpu", compute_type="int8", cpu_threads=args.threads)
     ph = KokoroPhonemizer(tts.vocab)
     ph._g2p["zh"].aspirate_english = not args.no_aspirate
-    sets = {"zh": ZH_SENTENCES, "en": EN_SENTENCES}
+    sets = {"zh": ZH_SENTENCES, "en": EN_SENTENCES, "ja": JA_SENTENCES}
     rows, results = [], {}
     synth_s = asr_s = audio_s = 0.0
     for lang in args.languages:
@@ -264,7 +280,7 @@ def main() -> int:
                         w.setsampwidth(2)
                         w.setframerate(24000)
                         w.writeframes((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes())
-                units = zh_units if lang == "zh" else en_units
+                units = {"zh": zh_units, "ja": ja_units, "en": en_units}[lang]
                 ref_u, hyp_u = units(s), units(hyp)
                 err = edit_distance(ref_u, hyp_u)
                 errors += err
@@ -274,13 +290,13 @@ def main() -> int:
                 if args.show or err:
                     print(f"[{lang} {voice} {i:02d}] err={err}/{len(ref_u)}  {s}  ->  {hyp}", flush=True)
             results[(lang, voice)] = errors / max(total, 1)
-            print(f"== {lang} {voice}: {'CER' if lang == 'zh' else 'WER'} {errors / max(total, 1):.3f} "
+            print(f"== {lang} {voice}: {'WER' if lang == 'en' else 'CER'} {errors / max(total, 1):.3f} "
                   f"({errors}/{total})", flush=True)
     wall = time.time() - t_start
     print()
     print(f"frontend={args.frontend} aspirate={not args.no_aspirate} speed={args.speed} beam={args.beam} threads={args.threads} machine={platform.machine()} "
           f"{os.cpu_count()} CPUs, python {platform.python_version()}")
-    print("| voice | " + " | ".join(f"{'CER zh' if l == 'zh' else 'WER en'}" for l in args.languages) + " |")
+    print("| voice | " + " | ".join(f"{'WER' if l == 'en' else 'CER'} {l}" for l in args.languages) + " |")
     print("|---|" + "---:|" * len(args.languages))
     for voice in args.voices:
         print(f"| {voice} | " + " | ".join(f"{results[(l, voice)]:.3f}" for l in args.languages) + " |")

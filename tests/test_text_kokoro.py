@@ -220,6 +220,7 @@ def test_acronym_detection() -> None:
         ("GPUを使う", "ʥiːpʲiːjɯː"),
         ("気温は-5度", "mainasɨ"),
         ("学校に行きます", "ɡaʔkoː"),
+        ("番号は12345678901234567890です", "iʨi ɲiː saɴ"),  # OpenJTalk leaves such digits; read one by one
     ],
 )
 def test_japanese_readings(ph: KokoroPhonemizer, text: str, fragment: str) -> None:
@@ -285,6 +286,10 @@ def test_english_symbol_mapping(ph: KokoroPhonemizer, text: str, expected: str) 
     assert ph.phonemize(text, "en").phonemes == expected
 
 
+def test_english_dotted_acronyms(ph: KokoroPhonemizer) -> None:
+    assert ph.phonemize("I live in the U.S. now.", "en").phonemes == "I lˈɪv ɪn ðə jˌuˈɛs nˈW."
+
+
 def test_english_numbers_are_normalized(ph: KokoroPhonemizer) -> None:
     out = ph.phonemize("I paid $5 at 3:30 pm.", "en")
     words = [w for w, _s, _e in out.words]
@@ -338,6 +343,11 @@ def test_word_spans_point_into_phonemes(ph: KokoroPhonemizer) -> None:
             assert piece and piece == piece.strip() and " " not in piece, (word, piece)
             assert s >= last
             last = e
+
+
+def test_han_character_without_reading_is_reported(ph: KokoroPhonemizer) -> None:
+    out = ph.phonemize("𠀀字", "zh")
+    assert out.dropped == ["𠀀"] and out.phonemes == "ʦɨ↘"
 
 
 def test_empty_and_bad_input(ph: KokoroPhonemizer, vocab) -> None:

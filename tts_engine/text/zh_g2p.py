@@ -83,7 +83,7 @@ def _tools():
 
 
 def pinyin_to_kokoro(syllable: str) -> str:
-    """One TONE3 pinyin syllable ("hao3", "de5", "dian3r") -> Kokoro symbols ("xau↓")."""
+    """One TONE3 pinyin syllable ("hao3", "de5", erhua "dianr3") -> Kokoro symbols ("xau↓")."""
     from misaki.zh import ZHG2P
 
     erhua = False
@@ -113,6 +113,14 @@ def pinyin_to_kokoro(syllable: str) -> str:
     return ps + "ɚ" if erhua else ps
 
 
+def _syllable_phonemes(syllable: str) -> str:
+    """pinyin_to_kokoro, or the character itself when pypinyin had no reading for it."""
+    ps = pinyin_to_kokoro(syllable)
+    if ps or re.fullmatch(r"[a-zü:v]+[1-5]", syllable):
+        return ps
+    return syllable
+
+
 class ChineseG2P:
     """Mandarin text (one sentence or clause; may contain English) -> Kokoro tokens."""
 
@@ -132,7 +140,7 @@ class ChineseG2P:
         elif word == "地" and pos in ("uv", "ud"):
             syllables = ["de5"]  # the adverbial particle: 慢慢地
         else:
-            syllables = lazy_pinyin(word, style=Style.TONE3, neutral_tone_with_five=True, errors=lambda s: ["?"] * len(s))
+            syllables = lazy_pinyin(word, style=Style.TONE3, neutral_tone_with_five=True, errors=lambda s: list(s))
         if len(syllables) != len(word):
             return syllables
         for i, ch in enumerate(word):
@@ -187,7 +195,8 @@ class ChineseG2P:
             piece = m[0]
             if kind == "han":
                 for word, syllables in self._han_words(piece):
-                    out.append(PhToken(word, "".join(pinyin_to_kokoro(s) for s in syllables)))
+                    # A character without a reading stays as itself: dropped and reported.
+                    out.append(PhToken(word, "".join(map(_syllable_phonemes, syllables))))
             elif kind == "latin":
                 out.extend(self._latin(piece))
             elif kind == "other":
