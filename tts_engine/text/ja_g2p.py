@@ -62,6 +62,8 @@ def normalize_ja(text: str) -> str:
     return text
 
 
+_DIGIT_KANA = dict(zip("0123456789", "ぜろ いち に さん よん ご ろく なな はち きゅう".split()))
+
 _lock = threading.Lock()
 _g2p = None
 
@@ -84,6 +86,10 @@ def _jag2p():
                     return jaconv.h2z(text, kana=True, digit=False, ascii=False)
 
                 def _romaji_word(self, word):  # noqa: ANN001 - misaki's Word
+                    if word.surface.isdigit():
+                        # OpenJTalk leaves very long numbers as digits: read them one by one.
+                        hira = "".join(_DIGIT_KANA.get(c, c) for c in unicodedata.normalize("NFKC", word.surface))
+                        word = type(word)(hira, hira, word.char_type)
                     roma = super()._romaji_word(word)
                     self.record.append((word.surface, roma))
                     return roma

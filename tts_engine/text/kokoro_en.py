@@ -159,6 +159,8 @@ def spell_letters(word: str) -> str:
 
 _WORD = re.compile(r"[A-Za-z\u00C0-\u024F]+(?:['’][A-Za-z]+)*|[^\sA-Za-z\u00C0-\u024F]")
 _NUMBERISH = re.compile(r"\d")
+_DOTTED = re.compile(r"\b(?:[A-Za-z]\.){2,}(?![A-Za-z])")
+_LATIN = re.compile(r"[A-Za-z\u00C0-\u024F]")
 
 
 class EnglishG2P:
@@ -198,6 +200,8 @@ class EnglishG2P:
         """Tokens for English text; numbers etc. spelled out by our English normalizer."""
         if normalize:
             text = normalize_english(text)
+        # "U.S.A." is one acronym; its last dot ends the sentence only at the end of the text.
+        text = _DOTTED.sub(lambda m: m[0].replace(".", "").upper() + ("." if m.end() == len(text) else ""), text)
         pieces = _WORD.findall(text.replace("’", "'"))
         out: list[PhToken] = []
         run: list[str] = []
@@ -209,7 +213,7 @@ class EnglishG2P:
                 run.clear()
 
         for piece in pieces:
-            if piece[0].isalpha():
+            if _LATIN.match(piece):
                 run.append(piece)
                 continue
             flush()

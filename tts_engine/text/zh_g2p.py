@@ -83,7 +83,7 @@ def _tools():
 
 
 def pinyin_to_kokoro(syllable: str) -> str:
-    """One TONE3 pinyin syllable ("hao3", "de5", "dian3r") -> Kokoro symbols ("xau↓")."""
+    """One TONE3 pinyin syllable ("hao3", "de5", erhua "dianr3") -> Kokoro symbols ("xau↓")."""
     from misaki.zh import ZHG2P
 
     erhua = False
@@ -113,12 +113,21 @@ def pinyin_to_kokoro(syllable: str) -> str:
     return ps + "ɚ" if erhua else ps
 
 
+def _syllable_phonemes(syllable: str) -> str:
+    """pinyin_to_kokoro, or the character itself when pypinyin had no reading for it."""
+    ps = pinyin_to_kokoro(syllable)
+    if ps or re.fullmatch(r"[a-zü:v]+[1-5]", syllable):
+        return ps
+    return syllable
+
+
 class ChineseG2P:
     """Mandarin text (one sentence or clause; may contain English) -> Kokoro tokens."""
 
-    def __init__(self, english: EnglishG2P | None = None, erhua: bool = True) -> None:
+    def __init__(self, english: EnglishG2P | None = None, erhua: bool = True, aspirate_english: bool = True) -> None:
         self.english = english or EnglishG2P()
         self.erhua = erhua
+        self.aspirate_english = aspirate_english
 
     # -- pinyin ---------------------------------------------------------
     def word_pinyin(self, word: str, pos: str) -> list[str]:
@@ -131,7 +140,7 @@ class ChineseG2P:
         elif word == "地" and pos in ("uv", "ud"):
             syllables = ["de5"]  # the adverbial particle: 慢慢地
         else:
-            syllables = lazy_pinyin(word, style=Style.TONE3, neutral_tone_with_five=True, errors=lambda s: ["?"] * len(s))
+            syllables = lazy_pinyin(word, style=Style.TONE3, neutral_tone_with_five=True, errors=lambda s: list(s))
         if len(syllables) != len(word):
             return syllables
         for i, ch in enumerate(word):
@@ -186,7 +195,8 @@ class ChineseG2P:
             piece = m[0]
             if kind == "han":
                 for word, syllables in self._han_words(piece):
-                    out.append(PhToken(word, "".join(pinyin_to_kokoro(s) for s in syllables)))
+                    # A character without a reading stays as itself: dropped and reported.
+                    out.append(PhToken(word, "".join(map(_syllable_phonemes, syllables))))
             elif kind == "latin":
                 out.extend(self._latin(piece))
             elif kind == "other":
@@ -201,8 +211,26 @@ class ChineseG2P:
     def _latin(self, run: str) -> list[PhToken]:
         words = re.findall(r"[A-Za-z][A-Za-z'’]*", run)
         if len(words) == 1:
-            return [PhToken(words[0], self.english.word(words[0]))]
-        return [t for t in self.english.tokens(" ".join(words), normalize=False) if not t.punct]
+            toks = [PhToken(words[0], self.english.word(words[0]))]
+        else:
+            toks = [t for t in self.english.tokens(" ".join(words), normalize=False) if not t.punct]
+        if self.aspirate_english:
+            toks = [PhToken(t.text, aspirate(t.phonemes), t.punct) for t in toks]
+        return toks
+
+
+_VOWEL = "AIOWYaeiouæɑɐɒɔəɛɜɪʊʌᵊ"
+_ASPIRABLE = re.compile(rf"(?<!s)([ptk])(?=[ˈˌ][{_VOWEL}])|^([ptk])(?=[{_VOWEL}])")
+
+
+def aspirate(ps: str) -> str:
+    """English p t k at the start of a word or stressed syllable written pʰ tʰ kʰ.
+
+    In English they are aspirated there; among Mandarin syllables Kokoro writes
+    unaspirated b d g as p t k, so an unmarked English p inside Chinese is
+    heard as b ("API" -> "ABI", "Python" -> "bai...").
+    """
+    return _ASPIRABLE.sub(lambda m: m[0] + "ʰ", ps)
 
 
 def _merge_ellipses(tokens: list[PhToken]) -> list[PhToken]:

@@ -238,7 +238,7 @@ _ORDINAL = re.compile(r"第(\d+)")
 _LONG_DIGITS = re.compile(r"(?<![\d.,])(0\d+|\d{9,})(?![\d.,])")
 _NUMBER = re.compile(r"(?<![\d.])(" + _SNUM + r")(?![\d])")
 _HANZI_RANGE = re.compile(r"(?<=[零一二三四五六七八九十百千万亿])\s?[-~]\s?(?=百分之|千分之|负|[零一二三四五六七八九十两])")
-_NEGATIVE_OK = re.compile(r"(?:^|[^\w)])$")
+_NEGATIVE_OK = re.compile(r"(?:^|[^A-Za-z0-9)])$")
 
 
 def _number(m: re.Match[str], text: str) -> str:
