@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tts_engine.normalize import normalize_english  # noqa: E402
+from tts_engine.text.en_normalize import normalize_english  # noqa: E402
 from tts_engine.text.kokoro_phonemizer import KokoroPhonemizer  # noqa: E402
 from tts_engine.text.zh_normalize import normalize_zh  # noqa: E402
 

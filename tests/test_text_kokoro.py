@@ -250,8 +250,8 @@ PARAGRAPH = (
 
 
 def test_english_mapping_covers_every_espeak_symbol(vocab) -> None:
-    from tts_engine.frontend import _espeak_clauses
-    from tts_engine.normalize import normalize_english
+    from tts_engine.text.frontend import _espeak_clauses
+    from tts_engine.text.en_normalize import normalize_english
 
     raw = " ".join(c[0] for c in _espeak_clauses(normalize_english(PARAGRAPH), "en-us"))
     mapped = espeak_to_kokoro(raw)

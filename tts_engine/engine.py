@@ -202,7 +202,7 @@ class TTSEngine:
     def render_stream(self, item: RenderItem) -> Iterator[np.ndarray]:
         """One sentence, decoded in overlapping chunks (the first one short) as they are ready."""
         s = self.settings
-        chunking = StreamChunking(s.stream_first_chunk_frames, s.stream_chunk_frames, s.stream_context_frames)
+        chunking = StreamChunking(s.stream_first_chunk_s, s.stream_chunk_s, s.stream_context_s)
         return self.model(item.voice).render_stream(item, chunking)
 
     # ------------------------------------------------------------------ assembly

@@ -52,9 +52,10 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     fp16: bool = Field(False, description="Half precision on CUDA; ignored on CPU.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch default).")
-    stream_first_chunk_frames: int = Field(20, ge=4, description="~0.23 s of audio at hop 256 / 22.05 kHz.")
-    stream_chunk_frames: int = Field(80, ge=4)
-    stream_context_frames: int = Field(16, ge=0, description="Overlap each side; >= vocoder receptive field.")
+    stream_first_chunk_s: float = Field(0.23, ge=0.02, le=2.0, description="Audio in a stream's first chunk.")
+    stream_chunk_s: float = Field(0.93, ge=0.02, le=10.0, description="Audio in each later chunk.")
+    stream_context_s: float = Field(0.19, ge=0.0, le=2.0,
+                                    description="Decoder overlap each side of a chunk; >= its receptive field.")
 
     # --- storage ----------------------------------------------------------------
     store: str = Field("file:./voxserve_data", description="s3://bucket/prefix or file:///dir")

@@ -99,7 +99,12 @@ class KokoroOnnxModel:
 
 
 class KokoroTorchModel:
-    """Our torch Kokoro: padded batches, and a decoder that streams in overlapping chunks."""
+    """Our torch Kokoro: padded batches, and a decoder output cut into chunks for streaming.
+
+    Kokoro's decoder normalizes each AdaIN layer over the whole utterance, so a chunk cannot be
+    decoded exactly before the whole sentence has been: a stream's first audio of a sentence comes
+    after that sentence's decode (later sentences overlap with sending), see README.
+    """
 
     sample_rate = SAMPLE_RATE
 
@@ -112,35 +117,29 @@ class KokoroTorchModel:
         self.device = torch.device(device)
         self.model = KokoroModel.from_onnx(path).to(self.device)
         if fp16 and self.device.type == "cuda":
-            self.model.half_decoder()
+            self.model.set_decoder_dtype(torch.float16)
 
     def _acoustic(self, items: Sequence[RenderItem]):
         torch = self.torch
-        lengths = torch.tensor([len(item.ids) + 2 for item in items], device=self.device)
-        tokens = torch.zeros(len(items), int(lengths.max()), dtype=torch.long, device=self.device)
+        lengths = torch.tensor([len(item.ids) + 2 for item in items])
+        tokens = torch.zeros(len(items), int(lengths.max()), dtype=torch.long)
         for row, item in enumerate(items):
             tokens[row, : len(item.ids) + 2] = torch.tensor(padded_tokens(item.ids))
         styles = torch.from_numpy(np.stack([style_for(item.control, len(item.ids)) for item in items]))
         speed = torch.tensor([item.control.speed for item in items], dtype=torch.float32)
-        return self.model.acoustic(tokens, lengths, styles.to(self.device), speed.to(self.device))
+        return self.model.acoustic(tokens, lengths, styles, speed)
 
     def render_batch(self, items: Sequence[RenderItem]) -> list[np.ndarray]:
-        with self.torch.inference_mode():
-            feats = self._acoustic(items)
-            audio = self.model.decode(feats).float().cpu().numpy()
-        return [audio[i, : self.model.samples(feats, i)] for i in range(len(items))]
+        feats = self._acoustic(items)
+        audio = self.model.decode(feats).cpu().numpy()
+        hop = self.model.samples_per_frame
+        return [audio[i, : int(feats.frames[i]) * hop] for i in range(len(items))]
 
     def render_stream(self, item: RenderItem, chunking: StreamChunking) -> Iterator[np.ndarray]:
-        with self.torch.inference_mode():
-            feats = self._acoustic([item])
-        chunks = self.model.decode_stream(feats, chunking.first_frames, chunking.chunk_frames,
-                                          chunking.context_frames)
-        while True:
-            with self.torch.inference_mode():
-                chunk = next(chunks, None)
-            if chunk is None:
-                return
-            yield chunk.float().cpu().numpy().reshape(-1)
+        feats = self._acoustic([item])
+        first, size, _ = chunking.frames(self.model.samples_per_frame / SAMPLE_RATE)
+        for chunk in self.model.decode_stream(feats, first, size):
+            yield chunk.cpu().numpy().reshape(-1)
 
 
 class KokoroFamily:

@@ -59,8 +59,8 @@ class PiperModel:
         with torch.inference_mode():
             z, _ = self.vits.acoustic(batch, torch.tensor([len(item.ids)], device=self.device),
                                       [replace(item.control, generator=None)], speakers)
-        chunks = self.vits.vocoder_stream(z, chunking.first_frames, chunking.chunk_frames,
-                                          chunking.context_frames, speakers)
+        first, size, context = chunking.frames(self.vits.hop / self.sample_rate)
+        chunks = self.vits.vocoder_stream(z, first, size, context, speakers)
         while True:
             with torch.inference_mode():
                 chunk = next(chunks, None)

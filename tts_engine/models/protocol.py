@@ -35,11 +35,17 @@ class RenderItem:
 
 @dataclass(frozen=True)
 class StreamChunking:
-    """How a streamed sentence is cut: decoder frames in the first chunk, in later ones, overlap each side."""
+    """How a streamed sentence is cut: seconds of audio in the first chunk and in later ones, and the
+    decoder overlap each side; each model rounds them to its own frames."""
 
-    first_frames: int
-    chunk_frames: int
-    context_frames: int
+    first_s: float
+    chunk_s: float
+    context_s: float
+
+    def frames(self, frame_s: float) -> tuple[int, int, int]:
+        """(first, chunk, context) in frames of ``frame_s`` seconds; chunks of at least one frame."""
+        return (max(1, round(self.first_s / frame_s)), max(1, round(self.chunk_s / frame_s)),
+                max(0, round(self.context_s / frame_s)))
 
 
 class SpeechModel(Protocol):
