@@ -24,6 +24,7 @@ from tts_engine.audio.assembly import finish_audio, join_sentences, silence
 from tts_engine.errors import InvalidInput, UnsupportedLanguage
 from tts_engine.models.fastpath import keep_freed_memory_mapped
 from tts_engine.text.frontend import Sentence, TextFrontend
+from tts_engine.text.split_methods import SPLIT_METHODS
 from tts_engine.settings import Settings, get_settings
 from tts_engine.models.vits import NoiseSpec, Vits
 from tts_engine.voices import VoiceCatalog, VoiceInfo
@@ -33,6 +34,7 @@ SPEED_RANGE = (0.5, 2.0)
 NOISE_RANGE = (0.0, 2.0)
 VOLUME_RANGE = (0.0, 4.0)
 PITCH_RANGE = (-12.0, 12.0)
+PAUSE_RANGE = (0.0, 2.0)
 ENGINE_VERSION = "vits-torch-1"
 
 
@@ -49,8 +51,17 @@ class SynthesisOptions:
     volume: float = 1.0
     pitch: float = 0.0
     speaker: str | int | None = None
+    # Where text is cut into separately rendered pieces, and the silence between them
+    # (None: the server's sentence_pause_s); GPT-SoVITS clients set both per request.
+    split: str = "sentence"
+    pause_s: float | None = None
 
     def validated(self) -> "SynthesisOptions":
+        if self.split not in SPLIT_METHODS:
+            raise InvalidInput(f"split must be one of {', '.join(SPLIT_METHODS)} (got {self.split!r})",
+                               field="split")
+        if self.pause_s is not None:
+            _check_range("pause_s", self.pause_s, PAUSE_RANGE)
         _check_range("speed", self.speed, SPEED_RANGE)
         _check_range("volume", self.volume, VOLUME_RANGE)
         _check_range("pitch", self.pitch, PITCH_RANGE)
@@ -84,6 +95,12 @@ class Prepared:
     dropped: list[str] = field(default_factory=list)
     model_version: str = ""
     seed_given: bool = False   # a random seed must not make the result a cache identity
+    split: str = "sentence"
+    pause_s: float | None = None  # None: the server's sentence_pause_s
+
+    def pause(self, default_s: float) -> float:
+        """Seconds of silence between rendered pieces."""
+        return default_s if self.pause_s is None else self.pause_s
 
     @property
     def normalized_text(self) -> str:
@@ -131,7 +148,7 @@ class TTSEngine:
         prepared = self.prepare(text, _options(options, kwargs))
         for i, (ids, noise, speaker) in enumerate(_items(prepared)):
             if i:
-                yield silence(self.settings.sentence_pause_s, prepared.voice.sample_rate)
+                yield silence(prepared.pause(self.settings.sentence_pause_s), prepared.voice.sample_rate)
             for chunk in self.render_stream(prepared.voice.id, ids, noise, speaker):
                 yield finish_audio(chunk, prepared.voice.sample_rate, prepared.volume, prepared.pitch)
 
@@ -140,7 +157,8 @@ class TTSEngine:
     def prepare(self, text: str, options: SynthesisOptions) -> Prepared:
         options = options.validated()
         voice = self.voices.get(options.voice)
-        result = self.frontend.process(text, voice.espeak_voice, voice.phoneme_id_map, options.language)
+        result = self.frontend.process(text, voice.espeak_voice, voice.phoneme_id_map, options.language,
+                                       options.split)
         if result.language not in voice.languages:
             able = self.voices.speaking(result.language)
             raise UnsupportedLanguage(
@@ -167,6 +185,8 @@ class TTSEngine:
             dropped=dropped,
             model_version=self.model_version(voice.id),
             seed_given=options.seed is not None,
+            split=options.split,
+            pause_s=options.pause_s,
         )
 
     # ------------------------------------------------------------------ model side
@@ -215,7 +235,7 @@ class TTSEngine:
 
     def finish(self, prepared: Prepared, pieces: Sequence[np.ndarray]) -> Synthesis:
         rate = prepared.voice.sample_rate
-        audio = join_sentences(pieces, rate, self.settings.sentence_pause_s)
+        audio = join_sentences(pieces, rate, prepared.pause(self.settings.sentence_pause_s))
         audio = finish_audio(audio, rate, prepared.volume, prepared.pitch)
         return Synthesis(audio, rate, prepared.voice.id, prepared.language, prepared.seed, prepared.dropped)
 
