@@ -158,3 +158,20 @@ def test_adapters_have_no_synthesis_path_of_their_own(name):
     source = (ROOT / "serve_app" / "routers" / f"{name}.py").read_text()
     assert "services.audio_request" in source
     assert "services.synthesis.synthesize" in source or "streaming_response(" in source
+
+
+def test_rechunked_never_sends_more_than_chunk_size_and_holds_nothing_back():
+    import asyncio
+
+    from serve_app.adapter_io import rechunked
+
+    async def body():
+        for piece in (b"a" * 1300, b"", b"b" * 10, b"c" * 512):
+            yield piece
+
+    async def collect():
+        return [chunk async for chunk in rechunked(body(), 512)]
+
+    chunks = asyncio.run(collect())
+    assert [len(c) for c in chunks] == [512, 512, 276, 10, 512]
+    assert b"".join(chunks) == b"a" * 1300 + b"b" * 10 + b"c" * 512
