@@ -171,3 +171,6 @@ def test_bad_values_keep_our_status_in_fastapis_shape(base):
                             files={"prompt_wav": ("p.wav", short)}), 422, "prompt_wav")
     detail_of(requests.post(f"{base}/inference_sft", data=b"raw", headers={"content-type": "text/plain"}), 415,
               "content-type")
+    just_over = b"\0" * (10 * 1024 * 1024 + 1024)  # over max_upload_bytes, inside the form's slack
+    detail_of(requests.post(f"{base}/inference_cross_lingual", data={"tts_text": "hi"},
+                            files={"prompt_wav": ("p.wav", just_over)}), 413, "prompt_wav")

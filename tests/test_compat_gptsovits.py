@@ -254,6 +254,9 @@ def test_other_errors_keep_their_status_in_upstreams_shape(http):
                           400, "not valid JSON")
     assert_upstream_error(http.post("/tts", content=b"text=hi", headers={"content-type": "text/plain"}), 415,
                           "JSON or a form")
+    just_over = b"\0" * (10 * 1024 * 1024 + 1024)  # over max_upload_bytes, inside the form's slack
+    assert_upstream_error(http.post("/tts", data={"text": "hi"}, files={"ref_audio": ("r.wav", just_over)}), 413,
+                          "ref_audio is over the limit")
     junk = http.post("/tts", data={"text": "hi"}, files={"ref_audio": ("r.wav", b"not audio" * 50)})
     assert junk.status_code in (415, 422) and set(junk.json()) == {"message", "Exception"}
 

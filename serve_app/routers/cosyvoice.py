@@ -23,7 +23,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from tts_engine.errors import InvalidInput
+from tts_engine.errors import InvalidInput, PayloadTooLarge
 from tts_engine.text.instructions import Instruction, read_instruction
 
 from ..adapter_errors import Problem, adapter_route
@@ -54,8 +54,8 @@ router = APIRouter(tags=["cosyvoice"], route_class=adapter_route(render_error))
 class Form:
     """One request's form fields and files, with upstream's required-field errors."""
 
-    def __init__(self, fields: dict, files: dict[str, bytes]) -> None:
-        self.fields, self.files = fields, files
+    def __init__(self, fields: dict, files: dict[str, bytes], max_upload_bytes: int) -> None:
+        self.fields, self.files, self.max_upload_bytes = fields, files, max_upload_bytes
 
     def text(self, name: str) -> str:
         value = self.fields.get(name)
@@ -66,12 +66,14 @@ class Form:
     def file(self, name: str) -> bytes:
         if name not in self.files:
             raise MissingField(f"{name}: Field required (an audio file upload)", field=name)
+        if len(self.files[name]) > self.max_upload_bytes:
+            raise PayloadTooLarge(f"{name} is over the limit of {self.max_upload_bytes} bytes", field=name)
         return self.files[name]
 
 
 async def read(request: Request, services: Services) -> Form:
     fields, files = await read_params(request, services.settings.max_upload_bytes + 64 * 1024)
-    return Form(fields, files)
+    return Form(fields, files, services.settings.max_upload_bytes)
 
 
 @router.get("/inference_sft")

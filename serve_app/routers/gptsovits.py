@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from storage.voices import VoiceRegistry
 from tts_engine.audio import encoders
-from tts_engine.errors import BadRequest, Forbidden
+from tts_engine.errors import BadRequest, Forbidden, PayloadTooLarge
 
 from ..adapter_errors import Problem, adapter_route
 from ..adapter_io import header_list, read_params
@@ -96,8 +96,8 @@ def render_error(problem: Problem) -> JSONResponse:
     as upstream; our 413/415/429/403/5xx keep their meaning (size, type, retry)."""
     problem = problem.renamed(WIRE_NAMES)
     status = 400 if problem.status in (404, 409, 422) else problem.status
-    body = {"message": problem.message, "Exception": f"{problem.code}" + (f" ({problem.field})" if problem.field
-                                                                         else "")}
+    cause = f"{problem.code} ({problem.field})" if problem.field else problem.code
+    body = {"message": problem.message, "Exception": cause}
     return JSONResponse(body, status_code=status, headers=problem.headers)
 
 
@@ -110,8 +110,9 @@ async def tts(request: Request, services: Services = Depends(get_services)) -> R
     """GPT-SoVITS ``api_v2`` synthesis: wav/raw/ogg/aac (and mp3), whole or streamed."""
     params, files = await read_params(request, services.settings.max_upload_bytes + 64 * 1024)
     body: GptSovitsRequest = validated(GptSovitsRequest, params)
-    req, fmt = await audio_request(services, request, body, files.get("ref_audio"))
-    if streaming(body):
+    stream = streaming(body)
+    req, fmt = await audio_request(services, request, body, checked_upload(services, files.get("ref_audio")))
+    if stream:
         response = await streaming_response(services, req, "/tts")
     else:
         result = await services.synthesis.synthesize(req, want_bytes=True)
@@ -150,6 +151,13 @@ async def audio_request(services: Services, request: Request, body: GptSovitsReq
     req = await services.audio_request(tts_body, request, reference)
     req.options = replace(req.options, split=split, pause_s=body.fragment_interval)
     return req, fmt
+
+
+def checked_upload(services: Services, data: bytes | None) -> bytes | None:
+    limit = services.settings.max_upload_bytes
+    if data is not None and len(data) > limit:
+        raise PayloadTooLarge(f"ref_audio is over the limit of {limit} bytes", field="ref_audio")
+    return data
 
 
 def resolve_ref_audio_path(services: Services, path: str) -> tuple[str | None, bytes | None]:
