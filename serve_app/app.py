@@ -23,7 +23,7 @@ from tts_engine.settings import Settings
 
 from . import context
 from .errors import install_error_handlers
-from .routers import admin, native, openai, voices
+from .routers import admin, cloud, cosyvoice, gptsovits, native, openai, voices
 
 log = logging.getLogger("voxserve")
 
@@ -35,7 +35,8 @@ app = FastAPI(
     description="Text-to-speech on Ray Serve: sync, streaming, OpenAI-compatible; audio in S3-compatible storage.",
 )
 install_error_handlers(app)
-for router in (native.router, openai.router, voices.router, admin.router):
+for router in (native.router, openai.router, voices.router, admin.router,
+               gptsovits.router, cosyvoice.router, cloud.router):  # drop-in compatibility adapters
     app.include_router(router)
 
 

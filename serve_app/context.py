@@ -15,6 +15,7 @@ from storage import AudioStore, open_store
 from storage.voices import VoiceRegistry
 from tts_engine.settings import Settings
 from tts_engine.speaker.references import AdaptationConditioning, decode_reference
+from tts_engine.voice_aliases import resolve_voice_name
 from tts_engine.voices import VoiceCatalog
 
 from .metrics import IngressMetrics
@@ -44,8 +45,12 @@ class Services:
 
     async def audio_request(self, body: TTSRequest, request: Request,
                             reference: bytes | None = None) -> AudioRequest:
-        """Resolve registered voices and reference clips into a base voice + conditioning."""
-        voice, conditioning = body.voice, None
+        """Resolve voice names (aliases), registered voices and reference clips into a base voice,
+        the language a name implies, and conditioning."""
+        choice = resolve_voice_name(self.settings, body.voice)
+        voice, conditioning = choice.voice, None
+        # A name like "zh-CN-XiaoyanNeural" implies a language; a language the request names wins.
+        language = choice.language if choice.language and body.language in ("", "auto") else body.language
         if reference is not None:
             await asyncio.to_thread(decode_reference, reference, self.settings, "reference_audio")
             analysed = await self.speaker_cache.analyze.remote(reference)
@@ -54,7 +59,7 @@ class Services:
             record = await asyncio.to_thread(self.registry.ready, voice)
             voice, conditioning = record.base_voice or None, AdaptationConditioning(record.profile)
         return AudioRequest(
-            text=body.text, options=replace(body.options(), voice=voice), format=body.format,
+            text=body.text, format=body.format, options=replace(body.options(), voice=voice, language=language),
             sample_rate=body.sample_rate, cache=body.cache, request_id=request.state.request_id,
             conditioning_key=conditioning.identity() if conditioning else "",
             transform=conditioning.apply if conditioning else None,

@@ -9,11 +9,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tts_engine.errors import Overloaded, VoxServeError
+from tts_engine.errors import BackendFailed, Overloaded, VoxServeError
 
 log = logging.getLogger("voxserve")
 
 RETRY_AFTER_S = "1"
+# Ray's errors for a replica (actor) or its node dying mid-request: the client's request was
+# fine, so it gets 502 (the seed article's "backend trouble"), never a 500.
+REPLICA_FAILURES = ("RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError",
+                    "NodeDiedError", "ReplicaUnavailableError")
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -35,6 +39,8 @@ def as_voxserve_error(exc: BaseException) -> VoxServeError | None:
     name = type(exc).__name__
     if name in ("BackPressureError", "DeploymentUnavailableError"):
         return Overloaded("the service is at capacity; retry shortly")
+    if name in REPLICA_FAILURES:
+        return BackendFailed("a backend replica failed while serving this request; retry it")
     return None
 
 
@@ -70,10 +76,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_ours(request: Request, exc: VoxServeError) -> JSONResponse:
         return error_response(exc)
 
-    from ray.exceptions import RayTaskError
+    from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
     from ray.serve.exceptions import BackPressureError
 
     @app.exception_handler(RayTaskError)
+    @app.exception_handler(RayActorError)
+    @app.exception_handler(WorkerCrashedError)
     @app.exception_handler(BackPressureError)
     async def on_ray(request: Request, exc: Exception) -> JSONResponse:
         return await on_any(request, exc)

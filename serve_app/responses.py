@@ -20,7 +20,7 @@ async def streaming_response(services: Services, req: AudioRequest, route: str) 
         services.metrics.first_chunk.observe(time.perf_counter() - started, tags={"route": route})
 
     stream = await services.synthesis.stream(req, on_first_byte=first_byte)
-    headers = {"X-Audio-URL": stream.url, "X-Audio-Key": stream.key,
+    headers = {"X-Audio-URL": stream.url, "X-Audio-Key": stream.key, "X-Sample-Rate": str(stream.sample_rate),
                "X-Cache": "hit" if stream.cached else "miss", "Cache-Control": "no-store"}
     return StreamingResponse(stream.body, media_type=stream.content_type, headers=headers)
 

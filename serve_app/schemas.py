@@ -17,7 +17,7 @@ class TTSRequest(BaseModel):
     text: str = Field(..., description="Text to speak (limit: max_text_chars, default 5000).")
     voice: str | None = Field(None, description="Voice id, registered voice id or alias; default voice if unset.")
     language: str = Field("auto", description="'auto' or a code such as 'en'.")
-    format: str = Field("wav", description="wav | mp3 | opus | flac | pcm")
+    format: str = Field("wav", description="wav | mp3 | opus | flac | pcm | aac")
     sample_rate: int | None = Field(None, description="Resample output (8000-48000; opus: 8/12/16/24/48 kHz).")
     speed: float = Field(1.0, description="0.5 to 2.0")
     pitch: float = Field(0.0, description="Semitones, -12 to 12; duration unchanged.")

@@ -73,6 +73,7 @@ class Stream:
     content_type: str
     cached: bool
     body: AsyncIterator[bytes]
+    sample_rate: int = 0
 
 
 def cache_key(prepared: Prepared, fmt: str, rate: int, conditioning: str = "") -> str:
@@ -91,6 +92,11 @@ def cache_key(prepared: Prepared, fmt: str, rate: int, conditioning: str = "") -
         "model": prepared.model_version,
         "conditioning": conditioning,
     }
+    # Only when asked for, so the keys of every request without them stay what they were.
+    if prepared.split != "sentence":
+        identity["split"] = prepared.split
+    if prepared.pause_s is not None:
+        identity["pause_s"] = prepared.pause_s
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return f"{AUDIO_PREFIX}/{digest[:2]}/{digest}.{encoders.FILE_EXTENSIONS[fmt]}"
 
@@ -156,7 +162,7 @@ class SynthesisService:
         calls = [synthesizer.render.remote(item) for item in prepared.items()]
         pieces = await asyncio.gather(*calls)
         rate = prepared.voice.sample_rate
-        audio = join_sentences(pieces, rate, self.settings.sentence_pause_s)
+        audio = join_sentences(pieces, rate, prepared.pause(self.settings.sentence_pause_s))
         if transform is not None:
             audio = await asyncio.to_thread(transform, audio, rate)
         return finish_audio(audio, rate, prepared.volume, prepared.pitch)
@@ -217,13 +223,15 @@ class SynthesisService:
         data = await asyncio.to_thread(self.store.get, hit.key) if want_bytes else None
         duration = hit.metadata.get("duration-s")
         if duration is None:  # streamed uploads know their length only at the end: measure it
-            duration = await asyncio.to_thread(self._measured_duration, hit.key, data)
+            duration = await asyncio.to_thread(self._measured_duration, hit, data, fmt, rate)
         return Result(hit.key, self.store.url(hit.key), float(duration), rate, fmt, voice, True, data,
                       {"frontend_ms": frontend_ms})
 
-    def _measured_duration(self, key: str, data: bytes | None) -> float:
-        audio, rate = encoders.decode(data if data is not None else self.store.get(key))
-        return len(audio) / rate
+    def _measured_duration(self, hit: StoredObject, data: bytes | None, fmt: str, rate: int) -> float:
+        if fmt == "pcm":  # headerless s16 mono: no decoder can read it, its size is its length
+            return hit.size / 2 / rate
+        audio, decoded_rate = encoders.decode(data if data is not None else self.store.get(hit.key))
+        return len(audio) / decoded_rate
 
     # ------------------------------------------------------------------ de-duplication across replicas
 
@@ -289,10 +297,10 @@ class SynthesisService:
         hit = await self.cached(req, key)
         if hit is not None:
             data = await asyncio.to_thread(self.store.get, key)
-            return Stream(key, url, hit.content_type, True, _once(data))
+            return Stream(key, url, hit.content_type, True, _once(data), rate)
         encoder = encoders.StreamEncoder(fmt, prepared.voice.sample_rate, rate)
         body = self._stream_body(req, prepared, encoder, key, fmt, rate, on_first_byte)
-        return Stream(key, url, encoder.content_type, False, body)
+        return Stream(key, url, encoder.content_type, False, body, rate)
 
     async def _stream_body(self, req: AudioRequest, prepared: Prepared, encoder: encoders.StreamEncoder,
                            key: str, fmt: str, rate: int, on_first_byte) -> AsyncIterator[bytes]:
@@ -347,7 +355,7 @@ class SynthesisService:
                 if pending is None:
                     continue
                 if i:
-                    yield silence(self.settings.sentence_pause_s, rate)
+                    yield silence(prepared.pause(self.settings.sentence_pause_s), rate)
                 audio = await pending
                 later[i] = None
                 if transform is not None:

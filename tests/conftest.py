@@ -84,17 +84,20 @@ def service(tmp_path_factory):
             port = s.getsockname()[1]
         base = f"http://127.0.0.1:{port}"
         local_dir = tmp_path_factory.mktemp("store")
+        reference_dir = tmp_path_factory.mktemp("references")  # where ref_audio_path may point (app "s3")
         ray.init(address="local", num_cpus=4,  # logical CPUs: replicas ask for fractions
                  include_dashboard=False, configure_logging=False,
                  runtime_env={"env_vars": env})
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         common = {"store_retries": 1, "store_backoff_s": 0.05, "store_timeout_s": 2.0, "batch_wait_timeout_s": 0.05}
-        serve.run(build_app({**common, "store": "s3://voxtest/audio"}), name="s3", route_prefix="/")
+        serve.run(build_app({**common, "store": "s3://voxtest/audio", "reference_dir": str(reference_dir)}),
+                  name="s3", route_prefix="/")
         # The second app only needs the English voice: one Synthesizer fewer on a 2-core machine.
         serve.run(build_app({**common, "store": f"file://{local_dir}", "public_base_url": f"{base}/local",
                              "model_families": ["piper"]}),
                   name="local", route_prefix="/local")
-        state = {"base": base, "proxy": proxy, "moto": endpoint, "local_dir": local_dir}
+        state = {"base": base, "proxy": proxy, "moto": endpoint, "local_dir": local_dir,
+                 "reference_dir": reference_dir}
         try:
             yield state
         finally:

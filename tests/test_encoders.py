@@ -30,6 +30,14 @@ DURATION_TOLERANCE_S = 0.06
 # Streamed mp3 has no LAME frame to tell decoders the encoder delay (1105
 # samples) and the last frame's padding (< 1152), so both stay in the output.
 STREAMED_MP3_EXTRA_S = (1105 + 1152) / SR
+# ADTS has no place for the AAC encoder delay (1024 samples) or the last frame's
+# padding (< 1024), one-shot or streamed: decoders keep both.
+AAC_EXTRA_S = (1024 + 1024) / SR
+
+
+def extra_s(fmt: str, live: bool) -> float:
+    """How much longer than the input a decoder may return our output (see above)."""
+    return AAC_EXTRA_S if fmt == "aac" else STREAMED_MP3_EXTRA_S if fmt == "mp3" and live else 0.0
 
 
 def sine(seconds: float = 1.0, rate: int = SR, hz: float = TONE_HZ) -> np.ndarray:
@@ -78,7 +86,7 @@ def test_check_format_lowercases() -> None:
     assert check_format(" Opus ") == "opus"
 
 
-@pytest.mark.parametrize("bad", ["aac", "", "wave"])
+@pytest.mark.parametrize("bad", ["aiff", "", "wave"])
 def test_unknown_format_lists_allowed(bad: str) -> None:
     with pytest.raises(UnsupportedFormat) as err:
         check_format(bad)
@@ -146,7 +154,7 @@ def test_encode_round_trip(fmt: str) -> None:
     rate = output_sample_rate(fmt, SR, None)
     audio, got_rate = decoded(encode(sine(), SR, fmt), fmt, rate)
     assert audio.dtype == np.float32
-    assert len(audio) / got_rate == pytest.approx(1.0, abs=DURATION_TOLERANCE_S)
+    assert 1.0 - DURATION_TOLERANCE_S <= len(audio) / got_rate <= 1.0 + DURATION_TOLERANCE_S + extra_s(fmt, False)
     assert peak_hz(audio, got_rate) == pytest.approx(TONE_HZ, abs=3)
     # Opus always decodes at 48 kHz whatever it was encoded at.
     assert got_rate == (48000 if fmt == "opus" else SR)
@@ -166,11 +174,36 @@ def test_wav_file_has_real_sizes_and_resamples() -> None:
     assert peak_hz(audio, got_rate) == pytest.approx(TONE_HZ, abs=3)
 
 
-@pytest.mark.parametrize("fmt", ["mp3", "flac"])
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "aac"])
 def test_compressed_formats_resample(fmt: str) -> None:
     audio, got_rate = decode(encode(sine(), SR, fmt, 16000))
     assert got_rate == 16000
-    assert len(audio) / got_rate == pytest.approx(1.0, abs=DURATION_TOLERANCE_S)
+    assert 1.0 - DURATION_TOLERANCE_S <= len(audio) / got_rate <= 1.0 + DURATION_TOLERANCE_S + 2048 / 16000
+
+
+def test_aac_is_adts_lc_and_decodes_from_any_frame() -> None:
+    """ADTS: each frame starts with a 0xFFF syncword and names AAC-LC, mono, its rate; so a
+    stream can be cut at any frame boundary and still decode (what streaming players rely on)."""
+    data = encode(sine(), SR, "aac")
+    frames = []
+    at = 0
+    while at < len(data):
+        assert data[at] == 0xFF and data[at + 1] & 0xF0 == 0xF0, f"no ADTS sync at {at}"
+        profile, rate_index, channels = data[at + 2] >> 6, (data[at + 2] >> 2) & 0xF, \
+            ((data[at + 2] & 1) << 2) | (data[at + 3] >> 6)
+        assert (profile, rate_index, channels) == (1, 7, 1)  # LC (object type 2 - 1), 22050 Hz, mono
+        frames.append(at)
+        at += ((data[at + 3] & 3) << 11) | (data[at + 4] << 3) | (data[at + 5] >> 5)
+    assert at == len(data) and len(frames) > 20
+    tail, got_rate = decode(data[frames[len(frames) // 2]:])
+    assert got_rate == SR and peak_hz(tail, SR) == pytest.approx(TONE_HZ, abs=5)
+
+
+@pytest.mark.parametrize(("fmt", "rate"), [("aac", 20000), ("aac", 96000)])
+def test_aac_refuses_rates_adts_cannot_carry(fmt: str, rate: int) -> None:
+    with pytest.raises(InvalidInput) as err:
+        output_sample_rate(fmt, SR, rate)
+    assert err.value.field == "sample_rate"
 
 
 # --- streaming ----------------------------------------------------------------
@@ -180,12 +213,11 @@ def test_compressed_formats_resample(fmt: str) -> None:
 def test_stream_round_trip(fmt: str) -> None:
     enc, parts, tail = streamed(fmt, sine())
     audio, got_rate = decoded(b"".join(parts) + tail, fmt, enc.out_rate)
-    extra = STREAMED_MP3_EXTRA_S if fmt == "mp3" else 0.0
-    assert 1.0 - DURATION_TOLERANCE_S <= len(audio) / got_rate <= 1.0 + DURATION_TOLERANCE_S + extra
+    assert 1.0 - DURATION_TOLERANCE_S <= len(audio) / got_rate <= 1.0 + DURATION_TOLERANCE_S + extra_s(fmt, True)
     assert peak_hz(audio, got_rate) == pytest.approx(TONE_HZ, abs=3)
 
 
-@pytest.mark.parametrize("fmt", ["wav", "pcm", "mp3", "opus", "flac"])
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_stream_emits_bytes_before_finish(fmt: str) -> None:
     _, parts, _ = streamed(fmt, sine())
     body = parts[1:]

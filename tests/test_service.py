@@ -242,8 +242,28 @@ def test_openai_pcm_is_24khz_and_sse(client):
     assert abs(len(joined) - len(pcm.content)) < 4800  # same text, 24 kHz either way (seeds differ)
 
 
+def test_openai_aac_one_shot_and_streamed(service):
+    """OpenAI's ``aac`` is ADTS AAC; the official client's streaming reader gets it as it is encoded."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=service["base"] + "/v1", api_key="not-needed")
+    speech = client.audio.speech.create(model="tts-1", voice="alloy", input="Advanced audio coding.",
+                                        response_format="aac")
+    assert speech.response.headers["content-type"] == "audio/aac"
+    audio, rate = decode(speech.content)
+    assert rate == 22050 and len(audio) / rate > 1.0 and np.abs(audio).max() > 0.05
+    with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="nova", input="Streamed A A C. It has two sentences.", response_format="aac"
+    ) as response:
+        chunks = list(response.iter_bytes())
+    data = b"".join(chunks)
+    assert data[:2] == b"\xff\xf1"  # ADTS sync word, MPEG-4, no CRC
+    audio, rate = decode(data)
+    assert len(audio) / rate > 1.5
+
+
 def test_openai_errors(client):
-    assert_error(client.post("/v1/audio/speech", json={"input": "x", "voice": "alloy", "response_format": "aac"}),
+    assert_error(client.post("/v1/audio/speech", json={"input": "x", "voice": "alloy", "response_format": "aiff"}),
                  422, "response_format")
     assert_error(client.post("/v1/audio/speech", json={"voice": "alloy"}), 422, "input")
     assert_error(client.post("/v1/audio/speech", json={"input": "x", "speed": 4.0}), 422, "speed")

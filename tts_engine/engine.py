@@ -25,6 +25,7 @@ from tts_engine.errors import InvalidInput, UnsupportedLanguage
 from tts_engine.models.fastpath import keep_freed_memory_mapped
 from tts_engine.models.protocol import ModelFamily, RenderItem, SpeechModel, StreamChunking
 from tts_engine.models.registry import model_families
+from tts_engine.text.split_methods import SPLIT_METHODS
 from tts_engine.settings import Settings, get_settings
 from tts_engine.text.frontend import Sentence, cjk_language, resolve_language, validate_text
 from tts_engine.voices import VoiceCatalog, VoiceInfo
@@ -33,6 +34,7 @@ SPEED_RANGE = (0.5, 2.0)
 NOISE_RANGE = (0.0, 2.0)
 VOLUME_RANGE = (0.0, 4.0)
 PITCH_RANGE = (-12.0, 12.0)
+PAUSE_RANGE = (0.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,17 @@ class SynthesisOptions:
     volume: float = 1.0
     pitch: float = 0.0
     speaker: str | int | None = None
+    # Where text is cut into separately rendered pieces, and the silence between them
+    # (None: the server's sentence_pause_s); GPT-SoVITS clients set both per request.
+    split: str = "sentence"
+    pause_s: float | None = None
 
     def validated(self) -> "SynthesisOptions":
+        if self.split not in SPLIT_METHODS:
+            raise InvalidInput(f"split must be one of {', '.join(SPLIT_METHODS)} (got {self.split!r})",
+                               field="split")
+        if self.pause_s is not None:
+            _check_range("pause_s", self.pause_s, PAUSE_RANGE)
         _check_range("speed", self.speed, SPEED_RANGE)
         _check_range("volume", self.volume, VOLUME_RANGE)
         _check_range("pitch", self.pitch, PITCH_RANGE)
@@ -84,6 +95,12 @@ class Prepared:
     model_version: str = ""
     seed_given: bool = False   # a random seed must not make the result a cache identity
     control_identity: dict = field(default_factory=dict)  # what of the controls changes the audio
+    split: str = "sentence"
+    pause_s: float | None = None  # None: the server's sentence_pause_s
+
+    def pause(self, default_s: float) -> float:
+        """Seconds of silence between rendered pieces."""
+        return default_s if self.pause_s is None else self.pause_s
 
     @property
     def normalized_text(self) -> str:
@@ -137,7 +154,7 @@ class TTSEngine:
         rate = prepared.voice.sample_rate
         for i, item in enumerate(prepared.items()):
             if i:
-                yield silence(self.settings.sentence_pause_s, rate)
+                yield silence(prepared.pause(self.settings.sentence_pause_s), rate)
             for chunk in self.render_stream(item):
                 yield finish_audio(chunk, rate, prepared.volume, prepared.pitch)
 
@@ -159,7 +176,7 @@ class TTSEngine:
                 field="language",
             )
         family = self.families[voice.family]
-        result = family.frontend(text, voice, options.language)
+        result = family.frontend(text, voice, options.language, options.split)
         seed = options.seed if options.seed is not None else random.randrange(2**31)
         controls = family.controls(voice, options, len(result.sentences), seed)
         return Prepared(
@@ -175,6 +192,8 @@ class TTSEngine:
             model_version=self.model_version(voice.id),
             seed_given=options.seed is not None,
             control_identity=family.cache_identity(controls[0]) if controls else {},
+            split=options.split,
+            pause_s=options.pause_s,
         )
 
     def _voice_language(self, text: str, requested: str, language: str) -> str:
@@ -209,7 +228,7 @@ class TTSEngine:
 
     def finish(self, prepared: Prepared, pieces: Sequence[np.ndarray]) -> Synthesis:
         rate = prepared.voice.sample_rate
-        audio = join_sentences(pieces, rate, self.settings.sentence_pause_s)
+        audio = join_sentences(pieces, rate, prepared.pause(self.settings.sentence_pause_s))
         audio = finish_audio(audio, rate, prepared.volume, prepared.pitch)
         return Synthesis(audio, rate, prepared.voice.id, prepared.language, prepared.seed, prepared.dropped)
 

@@ -95,6 +95,13 @@ class Overloaded(VoxServeError):
     code = "overloaded"
 
 
+class BackendFailed(VoxServeError):
+    """A replica died or became unreachable while serving the request; a retry goes to a live one."""
+
+    status = 502
+    code = "backend_failed"
+
+
 class VoiceNotReady(VoxServeError):
     status = 409
     code = "voice_not_ready"

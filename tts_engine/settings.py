@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     reference_dir: Path | None = Field(None, description="Only place ref_audio_path may point into.")
     speaker_cache_size: int = Field(256, ge=1)
 
+    # --- compatibility adapters (GPT-SoVITS, CosyVoice, the cloud API) -------------
+    cosyvoice_sample_rate: int = Field(
+        22050, ge=8000, le=48000,
+        description="Rate of the CosyVoice routes' headerless PCM (their bundled client plays 22050 Hz).",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -20,10 +20,9 @@ async def openai_speech(request: Request, services: Services = Depends(get_servi
     """OpenAI-compatible speech endpoint."""
     body: SpeechRequest = await read_model(request, SpeechRequest)
     fmt = body.response_format.lower()
-    if fmt not in OPENAI_FORMATS or fmt == "aac":
-        allowed = [f for f in OPENAI_FORMATS if f != "aac"]
-        raise UnsupportedFormat(f"response_format '{body.response_format}' is not supported; use one of {allowed}",
-                                field="response_format")
+    if fmt not in OPENAI_FORMATS:
+        raise UnsupportedFormat(f"response_format '{body.response_format}' is not supported; use one of "
+                                f"{list(OPENAI_FORMATS)}", field="response_format")
     tts_body = TTSRequest(text=body.input, voice=body.voice, speed=body.speed, format=fmt,
                           sample_rate=OPENAI_PCM_RATE if fmt == "pcm" else None)
     req = await services.audio_request(tts_body, request)

@@ -6,7 +6,7 @@ import logging
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from storage.voices import VoiceRegistry
+from storage.voices import VoiceRecord, VoiceRegistry
 from tts_engine.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from tts_engine.speaker.references import decode_reference
 
@@ -43,22 +43,30 @@ async def register_voice(request: Request, services: Services = Depends(get_serv
         raise InvalidInput("an 'audio' file is required", field="audio")
     if len(audio) > settings.max_upload_bytes:
         raise PayloadTooLarge(f"audio is over the limit of {settings.max_upload_bytes} bytes", field="audio")
-    name = fields.get("name", "").strip()
+    record = await register(services, fields.get("name", ""), fields.get("language"), fields.get("transcript"),
+                            audio)
+    return JSONResponse({"voice_id": record.voice_id, "status": record.status}, status_code=202,
+                        headers={"Location": f"/v1/voices/{record.voice_id}"})
+
+
+async def register(services: Services, name: str, language: str | None, transcript: str | None, audio: bytes,
+                   name_field: str = "name", audio_field: str = "audio") -> VoiceRecord:
+    """Check a registration, store the record and reference, and start the job (also used by the
+    cloud API's /clone/v1/train)."""
+    name = (name or "").strip()
     if not name or len(name) > 100:
-        raise InvalidInput("name is required (1 to 100 characters)", field="name")
+        raise InvalidInput(f"{name_field} is required (1 to 100 characters)", field=name_field)
     base = services.voices.get(None)
-    language = fields.get("language", base.languages[0]).strip().lower()
+    language = (language or base.languages[0]).strip().lower()
     if language not in base.languages:
         raise InvalidInput(f"language '{language}' is not spoken by the base voice ({base.languages})",
                            field="language")
-    await asyncio.to_thread(decode_reference, audio, settings, "audio")
-    record = await asyncio.to_thread(services.registry.create, name, language, fields.get("transcript"), audio,
-                                     base.id)
+    await asyncio.to_thread(decode_reference, audio, services.settings, audio_field)
+    record = await asyncio.to_thread(services.registry.create, name, language, transcript, audio, base.id)
     job = asyncio.create_task(run_registration(services, record.voice_id))
     services.jobs.add(job)
     job.add_done_callback(services.jobs.discard)
-    return JSONResponse({"voice_id": record.voice_id, "status": record.status}, status_code=202,
-                        headers={"Location": f"/v1/voices/{record.voice_id}"})
+    return record
 
 
 async def run_registration(services: Services, voice_id: str) -> None:

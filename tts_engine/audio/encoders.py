@@ -1,4 +1,4 @@
-"""Turn synthesized audio into response bytes: wav, mp3, opus, flac or raw pcm.
+"""Turn synthesized audio into response bytes: wav, mp3, opus, flac, aac (ADTS) or raw pcm.
 
 Input everywhere is mono float32 in [-1, 1] plus its sample rate. ``encode``
 builds a whole file; ``StreamEncoder`` emits bytes as soon as the codec does,
@@ -20,13 +20,16 @@ import soxr
 
 from tts_engine.errors import InvalidInput, PayloadTooLarge, UnsupportedFormat, UnsupportedMediaType
 
-FORMATS = ("wav", "mp3", "opus", "flac", "pcm")
+FORMATS = ("wav", "mp3", "opus", "flac", "pcm", "aac")
 
 CONTENT_TYPES = {
     "wav": "audio/wav",
     "mp3": "audio/mpeg",
     "opus": "audio/ogg; codecs=opus",  # Ogg container (RFC 7845), not bare Opus packets
     "flac": "audio/flac",
+    # AAC-LC in ADTS framing: every frame carries its own header, so the bytes can be
+    # streamed, cut anywhere between frames and concatenated (what GPT-SoVITS's "aac" is).
+    "aac": "audio/aac",
     # Raw signed 16-bit *little-endian* mono, no header (what OpenAI's "pcm" is).
     # RFC 2586 L16 is big-endian; we keep the familiar name but clients must read
     # s16le. StreamEncoder.content_type adds the rate, which raw bytes cannot carry.
@@ -34,20 +37,23 @@ CONTENT_TYPES = {
 }
 
 # RFC 7845 recommends .opus for Ogg files that hold only Opus.
-FILE_EXTENSIONS = {"wav": "wav", "mp3": "mp3", "opus": "opus", "flac": "flac", "pcm": "pcm"}
+FILE_EXTENSIONS = {"wav": "wav", "mp3": "mp3", "opus": "opus", "flac": "flac", "pcm": "pcm", "aac": "aac"}
 
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+# The ADTS header's sampling-frequency index table, within our 8-48 kHz range.
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 # Formats whose codec only takes some rates; the others take any rate.
-_CODEC_RATES = {"opus": OPUS_RATES, "mp3": MP3_RATES}
+_CODEC_RATES = {"opus": OPUS_RATES, "mp3": MP3_RATES, "aac": AAC_RATES}
 
 # (muxer, encoder) for the formats PyAV encodes.
-_AV_CODECS = {"mp3": ("mp3", "libmp3lame"), "opus": ("ogg", "libopus"), "flac": ("flac", "flac")}
-# Mono speech: 64 kb/s mp3 and 32 kb/s Opus are transparent enough for a voice
-# and keep streaming responses small.
-_BIT_RATES = {"mp3": 64_000, "opus": 32_000}
+_AV_CODECS = {"mp3": ("mp3", "libmp3lame"), "opus": ("ogg", "libopus"), "flac": ("flac", "flac"),
+              "aac": ("adts", "aac")}  # FFmpeg's native AAC-LC encoder; ADTS needs no seeking
+# Mono speech: 64 kb/s mp3 and AAC and 32 kb/s Opus are transparent enough for a
+# voice and keep streaming responses small.
+_BIT_RATES = {"mp3": 64_000, "opus": 32_000, "aac": 64_000}
 # The Ogg muxer holds packets until a page spans this long (default 1 s);
 # 100 ms pages keep streaming latency low for ~2.5 kb/s of page overhead.
 _LIVE_OGG_PAGE_US = 100_000
@@ -212,7 +218,7 @@ class StreamEncoder:
         return wav_header(self.out_rate, None) if self.format == "wav" else b""
 
     def feed(self, chunk: np.ndarray) -> bytes:
-        """Encoded bytes ready after this chunk (may be empty while mp3/opus/flac buffer)."""
+        """Encoded bytes ready after this chunk (may be empty while the compressed codecs buffer)."""
         self._check_open()
         return self._encoded(self._resampler.push(chunk))
 
@@ -309,7 +315,7 @@ class _ByteCollector:
 
 class _AvCodec:
     """One PyAV encoder + muxer writing into ``sink``; the single code path for
-    mp3, opus and flac, whether streamed (live) or built as a whole file."""
+    mp3, opus, flac and aac, whether streamed (live) or built as a whole file."""
 
     def __init__(self, fmt: str, rate: int, sink: _ByteCollector | io.BytesIO, live: bool) -> None:
         muxer, codec_name = _AV_CODECS[fmt]

@@ -64,8 +64,9 @@ class ModelFamily(Protocol):
     def voices(self) -> list["VoiceInfo"]:
         """The family's voices, without loading weights."""
 
-    def frontend(self, text: str, voice: "VoiceInfo", language: str) -> "FrontendResult":
-        """Validated text -> normalized sentences with phoneme ids for ``voice``."""
+    def frontend(self, text: str, voice: "VoiceInfo", language: str, split: str = "sentence") -> "FrontendResult":
+        """Validated text -> normalized pieces (cut by ``split``, see text/split_methods.py) with
+        phoneme ids for ``voice``."""
 
     def controls(self, voice: "VoiceInfo", options: Any, n_sentences: int, seed: int) -> list[Any]:
         """The per-sentence controls for ``options`` (speed, noise, seed, ...)."""

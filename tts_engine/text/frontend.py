@@ -457,12 +457,16 @@ class TextFrontend:
         espeak_voice: str,
         id_map: dict[str, list[int]],
         language: str = "auto",
+        split: str = "sentence",
     ) -> FrontendResult:
+        # split_methods builds on this module's sentence splitter, so it is imported here.
+        from tts_engine.text.split_methods import split_text
+
         text = validate_text(text, self.max_chars)
         resolved = resolve_language(language, text)
         normalized = normalize_english(text) if resolved == "en" else clean_text(text)
         sentences: list[Sentence] = []
-        for chunk in split_sentences(normalized, self.max_sentence_chars):
+        for chunk in split_text(normalized, split, self.max_sentence_chars):
             readable, unreadable = _without_cjk(chunk) if resolved == "en" else (chunk, [])
             # We already split; if espeak sees more sentences in a chunk, they stay one.
             phonemes = _joined(phonemize(readable, espeak_voice))

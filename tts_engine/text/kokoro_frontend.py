@@ -16,6 +16,7 @@ from tts_engine.text.frontend import (
     FrontendResult, Sentence, cjk_language, detect_language, resolve_language, validate_text,
 )
 from tts_engine.text.kokoro_phonemizer import LANGUAGES, KokoroPhonemizer
+from tts_engine.text.split_methods import split_text
 
 
 class KokoroFrontend:
@@ -23,7 +24,7 @@ class KokoroFrontend:
         self.settings = settings
         self.phonemizer = KokoroPhonemizer(vocab)
 
-    def process(self, text: str, language: str = "auto") -> FrontendResult:
+    def process(self, text: str, language: str = "auto", split: str = "sentence") -> FrontendResult:
         text = validate_text(text, self.settings.max_text_chars)
         resolved = resolve_language(language, text)
         if resolved not in LANGUAGES:
@@ -32,7 +33,7 @@ class KokoroFrontend:
         auto = language is None or language.strip().lower() in ("", "auto")
         cleaned = clean_text(text)
         sentences = []
-        for chunk in self.phonemizer.split(cleaned, resolved, self.settings.max_sentence_chars):
+        for chunk in self._pieces(cleaned, resolved, split):
             lang = _sentence_language(chunk, resolved) if auto else resolved
             out = self.phonemizer.phonemize(chunk, lang)
             if not any(c.isalnum() for c in out.phonemes):
@@ -41,6 +42,14 @@ class KokoroFrontend:
         if not sentences:
             raise EmptyText("no speakable text remains after normalization", field="text")
         return FrontendResult(language=resolved, normalized_text=cleaned, sentences=sentences)
+
+    def _pieces(self, text: str, language: str, split: str) -> list[str]:
+        """Sentences by our own rules, or a client's split method (GPT-SoVITS cut0-cut5); a piece is
+        kept within Kokoro's context by the phonemizer's own splitting."""
+        limit = self.settings.max_sentence_chars
+        if split == "sentence":
+            return self.phonemizer.split(text, language, limit)
+        return [part for piece in split_text(text, split, limit) for part in self.phonemizer.split(piece, language, limit)]
 
 
 def _sentence_language(sentence: str, document_language: str) -> str:
