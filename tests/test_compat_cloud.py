@@ -151,7 +151,6 @@ def test_article_get_access_token(base):
     assert ns["get_access_token"]("client-id", "client-secret")
 
 
-@pytest.mark.skip(reason="needs the Mandarin engine")
 def test_article_text_to_speech_as_written(base, token, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ns = article(TEXT_TO_SPEECH, base=base)

@@ -122,7 +122,6 @@ def test_same_service_as_the_native_api(base):
     assert native["duration_s"] == pytest.approx(len(samples) / TARGET_SR, abs=0.001)  # headerless: by size
 
 
-@pytest.mark.skip(reason="needs the Mandarin engine")
 def test_bundled_client_defaults_in_chinese(base, prompt_wav):
     """client.py's own defaults: 中文女 and a Chinese sentence."""
     response, samples = client_request(base, "sft", "你好，我是通义千问语音合成大模型，请问有什么可以帮您的吗？",

@@ -212,7 +212,6 @@ def test_article_multipart_ref_audio_upload(base, tmp_path, monkeypatch, referen
     assert seconds((tmp_path / "custom_output.wav").read_bytes()) > 1.0
 
 
-@pytest.mark.skip(reason="needs the Mandarin engine")
 def test_article_snippets_as_written_in_chinese(base, tmp_path, monkeypatch, reference_wav):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "reference_voice.wav").write_bytes(reference_wav)

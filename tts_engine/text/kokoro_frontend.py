@@ -49,7 +49,9 @@ class KokoroFrontend:
         limit = self.settings.max_sentence_chars
         if split == "sentence":
             return self.phonemizer.split(text, language, limit)
-        return [part for piece in split_text(text, split, limit) for part in self.phonemizer.split(piece, language, limit)]
+        pieces = split_text(text, split, limit)
+        return [part for piece in pieces
+                for part in ([piece] if len(piece) <= limit else self.phonemizer.split(piece, language, limit))]
 
 
 def _sentence_language(sentence: str, document_language: str) -> str:
