@@ -86,7 +86,8 @@ class LimiterState:
         self.days: dict[tuple[str, str], DayUsage] = {}                 # (tenant, day) -> usage
         self.dirty: set[tuple[str, str]] = set()
         self.usage_log = usage_log
-        self.leases_by_caller: dict[str, int] = defaultdict(int)
+        # client -> caller (ingress replica) -> [lease calls, tokens granted]: shows who shares a limit
+        self.leases: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
 
     def lease(self, caller: str, client_id: str, tenant: str, rpm: int, want: int, returned: int,
               now: float | None = None) -> dict:
@@ -97,8 +98,9 @@ class LimiterState:
         bucket.refill(now, float(rpm))
         bucket.give_back(max(0, returned))
         granted = bucket.take(max(0, want))
-        if granted:
-            self.leases_by_caller[caller] += granted
+        counts = self.leases[client_id][caller]
+        counts[0] += 1
+        counts[1] += granted
         return {"granted": granted, "limit": rpm, "remaining": int(bucket.tokens),
                 "retry_after_s": bucket.wait_s(), "reset_s": bucket.full_in_s(),
                 "audio_used": self.charged(tenant, client_id)}
@@ -175,7 +177,9 @@ class LimiterState:
         return failed
 
     def stats(self) -> dict:
-        return {"clients": len(self.buckets), "leases_by_caller": dict(self.leases_by_caller),
+        leases = {client: {caller: {"calls": c[0], "granted": c[1]} for caller, c in callers.items()}
+                  for client, callers in self.leases.items()}
+        return {"clients": len(self.buckets), "leases": leases,
                 "open_streams": {c: len(s) for c, s in self.streams.items() if s}}
 
 

@@ -83,6 +83,8 @@ class Services:
         """Resolve registered voices and reference clips into a base voice + conditioning."""
         voice, conditioning = body.voice, None
         principal = principal_of(request)
+        if self.limiter is not None:
+            self.limiter.check_audio(principal)  # every synthesis route comes through here
         if reference is not None:
             await asyncio.to_thread(decode_reference, reference, self.settings, "reference_audio")
             analysed = await self.speaker_cache.analyze.remote(reference, principal.tenant)

@@ -148,7 +148,7 @@ class ClientStore:
             raise InvalidInput("limits are required", field="limits")
         secret = secrets.token_urlsafe(32)
         record = ClientRecord(CLIENT_PREFIX + _new_id(), name, check_tenant(tenant),
-                              check_scopes(list(scopes or DEFAULT_SCOPES)), limits, _hasher.hash(secret), time.time())
+                              check_scopes(list(DEFAULT_SCOPES if scopes is None else scopes)), limits, _hasher.hash(secret), time.time())
         self._save_client(record)
         return record, secret
 

@@ -41,6 +41,7 @@ class Lease:
     retry_after_s: float = 0.0
     reset_s: float = 0.0
     denied_until: float = 0.0
+    waiting: int = 0           # requests of this replica waiting for the fetch in flight
     audio_used: float = 0.0    # charged seconds today, as of the limiter's last answer
     fetching: asyncio.Task | None = None
 
@@ -81,23 +82,27 @@ class LimiterClient:
     # ------------------------------------------------------------------ requests per minute
 
     async def take(self, p: Principal) -> Decision:
-        """One request token for this client, or RateLimited (rpm or the daily audio quota)."""
+        """One request token for this client, or RateLimited (rpm)."""
         self._ensure_flusher()
         limits = p.limits
         lease = self.leases[p.client_id]
-        for _ in range(3):  # concurrent first requests share a fetch; refetch while the bucket has more
-            if lease.tokens >= 1 or time.monotonic() < lease.denied_until:
+        for _ in range(3):  # concurrent requests share a fetch (sized for all of them); refetch while
+            if lease.tokens >= 1 or time.monotonic() < lease.denied_until:  # the bucket has more
                 break
-            await self._fetch(p, lease, wait=True)
+            lease.waiting += 1
+            try:
+                await self._fetch(p, lease, wait=True)
+            finally:
+                lease.waiting -= 1
             if lease.tokens < 1 and lease.remaining < 1:
                 lease.denied_until = time.monotonic() + min(DENIED_CACHE_S, lease.retry_after_s)
                 break
-        self._check_audio(p, lease)
         if lease.tokens < 1:
             raise self._rpm_denied(lease)
         lease.tokens -= 1
         self._usage(p).requests += 1
-        if lease.tokens <= self.batch_size(limits.rpm) // 2:
+        batch = self.batch_size(limits.rpm)
+        if batch > 1 and lease.tokens <= batch // 2:  # prefetch only where batches pay (rpm >= 40)
             await self._fetch(p, lease, wait=False)
         return Decision(lease.limit, lease.remaining + lease.tokens, lease.reset_s)
 
@@ -112,7 +117,7 @@ class LimiterClient:
         returned = 0
         if lease.tokens and now > lease.expires:
             returned, lease.tokens = lease.tokens, 0  # stale tokens go back to the shared bucket
-        want = self.batch_size(p.limits.rpm)
+        want = max(self.batch_size(p.limits.rpm), lease.waiting)
         answer = await self.handle.lease.remote(self.caller, p.client_id, p.tenant, p.limits.rpm, want, returned)
         lease.tokens += answer["granted"]
         lease.expires = time.monotonic() + self.settings.limiter_lease_ttl_s
@@ -125,7 +130,12 @@ class LimiterClient:
         return RateLimited(f"over the limit of {lease.limit} requests per minute", field="rpm",
                            retry_after_s=lease.retry_after_s, limit=lease.limit, remaining=0, reset_s=lease.reset_s)
 
-    def _check_audio(self, p: Principal, lease: Lease) -> None:
+    def check_audio(self, p: Principal) -> None:
+        """RateLimited when the client has used its audio seconds today (checked before a synthesis:
+        other routes, e.g. /v1/usage, stay reachable over quota)."""
+        if p.limits is None:
+            return
+        lease = self.leases[p.client_id]
         quota = p.limits.audio_seconds_per_day
         pending = self.pending.get(p.client_id)
         used = lease.audio_used + (pending.charged_seconds if pending else 0.0)
