@@ -378,10 +378,11 @@ def test_daily_audio_quota_and_usage(auth_app, http):
     other = http.get("/v1/usage", headers=bearer(api_key(auth_app, tenant="t-quota-other"))).json()
     assert other["tenant"] == "t-quota-other" and all(d["characters"] == 0 for d in other["days"])
     record = auth_app["dir"] / "tenants" / "t-quota" / "usage" / f"{today['day']}.json"
-    deadline = time.time() + 10
-    while not record.is_file() and time.time() < deadline:
+    deadline, saved = time.time() + 15, {}
+    while saved.get("characters") != len(text) and time.time() < deadline:  # saved every 2 s
         time.sleep(0.3)
-    assert json.loads(record.read_text())["characters"] == len(text)
+        saved = json.loads(record.read_text()) if record.is_file() else {}
+    assert saved["characters"] == len(text) and saved["by_client"]
 
 
 def test_cache_hit_costs_less_than_synthesis(auth_app, http):
