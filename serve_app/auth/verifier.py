@@ -3,13 +3,16 @@
 The store is read only on cache misses. Client and key records are cached for
 ``auth_cache_ttl_s`` (so a revocation reaches every replica within that time); a verified API
 key's digest is remembered so the argon2 check runs once per key and replica, and a failed
-one is remembered for a minute so junk keys cannot make a replica hash all day.
+one is remembered for a minute so junk keys cannot make a replica hash all day. A verified
+access token's claims are remembered until it expires (a token string never changes meaning;
+revocation is checked on the client record every time).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 
 from cachetools import LRUCache, TTLCache
 
@@ -19,7 +22,7 @@ from tts_engine.settings import Settings
 
 from .errors import Unauthorized
 from .principal import Principal
-from .tokens import TokenIssuer
+from .tokens import LEEWAY_S, TokenIssuer
 
 CACHE_SIZE = 10_000
 FAILED_KEY_TTL_S = 60.0
@@ -38,19 +41,28 @@ class Authenticator:
         self._key_cache: TTLCache = TTLCache(CACHE_SIZE, ttl) if ttl > 0 else None
         self._verified: LRUCache = LRUCache(CACHE_SIZE)          # digest -> key_id
         self._failed: TTLCache = TTLCache(CACHE_SIZE, FAILED_KEY_TTL_S)
+        self._tokens: LRUCache = LRUCache(CACHE_SIZE)            # token -> verified claims
 
     async def authenticate(self, authorization: str | None) -> Principal:
         credential = self._bearer(authorization)
         if ClientStore.parse_api_key(credential) is not None:
             return await self._from_api_key(credential)
-        if self.issuer.keyring.stale(TokenIssuer.kid_of(credential)):
-            await asyncio.to_thread(self.issuer.keyring.load)
-        claims = self.issuer.verify(credential)
+        claims = await self._claims(credential)
         client = await self._client(claims["sub"])
         if client is None or not client.active or client.tenant != claims.get("tenant"):
             raise Unauthorized("the client of this token is revoked or unknown")
         scopes = frozenset(claims["scope"].split()) & frozenset(client.scopes)
         return Principal(client.client_id, client.tenant, scopes, client.limits, "token")
+
+    async def _claims(self, token: str) -> dict:
+        claims = self._tokens.get(token)
+        if claims is not None and claims["exp"] + LEEWAY_S > time.time():
+            return claims
+        if self.issuer.keyring.stale(TokenIssuer.kid_of(token)):
+            await asyncio.to_thread(self.issuer.keyring.load)
+        claims = self.issuer.verify(token)  # raises Unauthorized (expired ones too)
+        self._tokens[token] = claims
+        return claims
 
     @staticmethod
     def _bearer(authorization: str | None) -> str:
