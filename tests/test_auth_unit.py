@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -328,25 +327,28 @@ def test_make_serve_defaults_to_auth_none_unless_configured(monkeypatch):
 
 
 def test_listener_audit_finds_non_loopback_sockets():
-    wide, local = socket.socket(), socket.socket()
-    try:
-        wide.bind(("0.0.0.0", 0))
-        wide.listen()
-        local.bind(("127.0.0.1", 0))
-        local.listen()
-        import os
+    """A child process listening on 0.0.0.0 and on 127.0.0.1: only the first is reported."""
+    import subprocess
+    import sys
 
-        found = {item.port: item for item in netcheck.listeners(os.getpid())}
-        assert found[wide.getsockname()[1]].loopback is False and found[local.getsockname()[1]].loopback is True
-        exposed = netcheck.exposed(os.getpid())
-        assert [item.port for item in exposed] == [wide.getsockname()[1]]
+    code = ("import socket, sys, time\n"
+            "w, l = socket.socket(), socket.socket()\n"
+            "w.bind(('0.0.0.0', 0)); w.listen(); l.bind(('127.0.0.1', 0)); l.listen()\n"
+            "print(w.getsockname()[1], l.getsockname()[1], flush=True); time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        wide, local = map(int, child.stdout.readline().split())
+        found = {item.port: item for item in netcheck.listeners(child.pid)}
+        assert set(found) == {wide, local} and found[local].loopback and not found[wide].loopback
+        exposed = netcheck.exposed(child.pid)
+        assert [item.port for item in exposed] == [wide]
         problem = run.ray_exposure_problem(exposed, "disabled", allow_insecure=False)
-        assert problem and str(wide.getsockname()[1]) in problem
+        assert problem and str(wide) in problem
         assert run.ray_exposure_problem(exposed, "token", allow_insecure=False) is None
         assert run.ray_exposure_problem([], "disabled", allow_insecure=False) is None
     finally:
-        wide.close()
-        local.close()
+        child.kill()
+        child.wait()
 
 
 def test_cli(tmp_path, monkeypatch, capsys):
@@ -387,3 +389,18 @@ def test_infra_turns_auth_and_ray_token_auth_on():
         assert "secretKeyRef" in env["RAY_AUTH_TOKEN"]["valueFrom"]
         assert env["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"]["value"] == "serve_app.edge:proxy_middlewares"
     assert "RAY_AUTH_MODE=token" in (ROOT / "Makefile").read_text()
+
+
+def test_tenant_data_is_never_expired_by_the_lifecycle_rule():
+    rules = json.loads((ROOT / "infra" / "s3" / "lifecycle.json").read_text())["Rules"]
+    for rule in rules:
+        if "Expiration" in rule:
+            prefix = rule.get("Filter", {}).get("Prefix", "")
+            assert not "tenants/".startswith(prefix) and not "auth/".startswith(prefix), rule["ID"]
+
+
+def test_loopback_hosts():
+    from serve_app.app import is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "::1", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.0.2.1", "example.com"))
