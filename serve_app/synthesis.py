@@ -335,6 +335,8 @@ class SynthesisService:
                 req.meter(len(req.text), duration, False)
         except BaseException:
             log.warning("stream for %s ended early (request %s); upload aborted", key, req.request_id)
+            if req.meter is not None and samples:  # a client that leaves early pays for what it got
+                req.meter(len(req.text), samples / prepared.voice.sample_rate, False)
             await asyncio.shield(sink.abort())
             raise
 
