@@ -24,8 +24,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# Ray's gRPC ports listen on every interface in this Ray version: token auth guards them.
 serve: $(STAMP)
-	$(BIN)/python -m serve_app.run
+	RAY_AUTH_MODE=token $(BIN)/python -m serve_app.run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -154,7 +154,7 @@ def main() -> int:
         start_ray(env)
         try:
             start_serve(port)
-            serve.run(build_app({"store": "s3://voxbench/audio"}), name="cachebench", route_prefix="/")
+            serve.run(build_app({"store": "s3://voxbench/audio", "auth": "none"}), name="cachebench", route_prefix="/")
             wait_ready(base)
             with httpx.Client(timeout=300) as client:
                 for i in range(3):  # warm: model, frontend, S3 client in the ingress
@@ -213,7 +213,7 @@ def main() -> int:
 - Machine: {machine_info()} (shared with other work; requests interleaved, medians)
 - Date: {dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}; run took {elapsed:.0f} s; {load_txt}
 - S3: moto's server on 127.0.0.1 (`tests/s3util.moto_server`), in the benchmark process; the service runs
-  on a local Ray Serve (`ray.init(num_cpus=2)`) with `build_app({{"store": "s3://voxbench/audio"}})`.
+  on a local Ray Serve (`ray.init(num_cpus=2)`) with `build_app({{"store": "s3://voxbench/audio", "auth": "none"}})`.
   moto stands in for S3, so storage times here are a loopback round trip, not a real region's latency.
 
 ### Phrase cache: same request, hit vs fresh synthesis

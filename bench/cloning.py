@@ -65,7 +65,7 @@ def service_numbers(reference_wav: bytes) -> dict[str, float]:
     ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": 8041})
-        serve.run(build_app({"store": f"file://{store}"}), name="bench", route_prefix="/")
+        serve.run(build_app({"store": f"file://{store}", "auth": "none"}), name="bench", route_prefix="/")
         base = "http://127.0.0.1:8041"
         with httpx.Client(base_url=base, timeout=300) as c:
             t0 = time.perf_counter()

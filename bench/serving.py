@@ -374,7 +374,7 @@ def main() -> int:
     start_ray()
     try:
         start_serve(port)
-        serve.run(build_app({"store": f"file://{store_dir}", "public_base_url": base}),
+        serve.run(build_app({"store": f"file://{store_dir}", "public_base_url": base, "auth": "none"}),
                   name="bench", route_prefix="/")
         wait_ready(base)
         threads = replica_torch_threads()

@@ -23,3 +23,6 @@ TEXT_FRONTEND = replica_options(0.1, max_replicas=4, target_ongoing=8, max_ongoi
 SYNTHESIZER = replica_options(0.5, max_replicas=4, target_ongoing=8, max_ongoing=32, max_queued=128)
 SPEAKER_CACHE = replica_options(0.1, max_replicas=2, target_ongoing=4, max_ongoing=16, max_queued=64)
 INGRESS = replica_options(0.1, max_replicas=4, target_ongoing=16, max_ongoing=64, max_queued=256)
+# Exactly one replica: it holds the global limiter state (min = max = 1). Calls are tiny and
+# batched by the ingress, so a sliver of a CPU and a deep queue.
+RATE_LIMITER = replica_options(0.05, max_replicas=1, target_ongoing=64, max_ongoing=1000, max_queued=2000)

@@ -1,7 +1,9 @@
 """SpeakerEmbeddingCache deployment: reference analysis by content hash, and voice-registration jobs.
 
-Get-or-compute: in-memory LRU over entries persisted in the store (``embeddings/{hash}.json``),
-so a restarted replica reloads lazily; concurrent requests for one clip compute once.
+Get-or-compute: in-memory LRU over entries persisted in the store
+(``tenants/{tenant}/embeddings/{hash}.json``), so a restarted replica reloads lazily; concurrent
+requests for one clip compute once. Entries are per tenant: a clip another tenant analysed is
+neither read nor answered faster (that timing would tell what others uploaded).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tts_engine.errors import NotFound, VoxServeError
 from tts_engine.settings import Settings
 from tts_engine.speaker.ge2e import SpeakerEncoder, similarity
 from storage import open_store
-from storage.voices import VoiceRegistry
+from storage.voices import DEFAULT_TENANT, VoiceRegistry
 
 from .options import SPEAKER_CACHE
 
@@ -36,16 +38,16 @@ class SpeakerEmbeddingCache:
         self.store = open_store(self.settings)
         self.registry = VoiceRegistry(self.store)
         self.encoder = SpeakerEncoder()
-        self.entries: OrderedDict[str, Reference] = OrderedDict()
-        self.inflight: dict[str, asyncio.Future[Reference]] = {}
+        self.entries: OrderedDict[tuple[str, str], Reference] = OrderedDict()   # (tenant, hash)
+        self.inflight: dict[tuple[str, str], asyncio.Future[Reference]] = {}
         self.counts = {"hit": 0, "miss": 0}
         self.lookups = Counter("voxserve_speaker_cache", description="Speaker-embedding cache lookups",
                                tag_keys=("result",))
         self._engine: TTSEngine | None = None
 
-    async def analyze(self, data: bytes) -> Reference:
-        """Embedding + voice profile of a clip, computed at most once per content hash."""
-        key = content_hash(data)
+    async def analyze(self, data: bytes, tenant: str = DEFAULT_TENANT) -> Reference:
+        """Embedding + voice profile of a clip, computed at most once per tenant and content hash."""
+        key = (tenant, content_hash(data))
         if key in self.entries:
             self.entries.move_to_end(key)
             return self._count("hit", self.entries[key])
@@ -55,7 +57,7 @@ class SpeakerEmbeddingCache:
         self.inflight[key] = future
         try:
             reference, from_store = await asyncio.to_thread(self._load_or_compute, key, data)
-            self._remember(reference)
+            self._remember(key, reference)
             future.set_result(reference)
             return self._count("hit" if from_store else "miss", reference)
         except BaseException as exc:
@@ -65,8 +67,9 @@ class SpeakerEmbeddingCache:
         finally:
             self.inflight.pop(key, None)
 
-    def _load_or_compute(self, key: str, data: bytes) -> tuple[Reference, bool]:
-        path = f"embeddings/{key}.json"
+    def _load_or_compute(self, key: tuple[str, str], data: bytes) -> tuple[Reference, bool]:
+        tenant, digest = key
+        path = f"tenants/{tenant}/embeddings/{digest}.json"
         try:
             return Reference.from_json(self.store.get(path)), True
         except NotFound:
@@ -75,9 +78,9 @@ class SpeakerEmbeddingCache:
         self.store.put(path, reference.to_json(), "application/json")
         return reference, False
 
-    def _remember(self, reference: Reference) -> None:
-        self.entries[reference.hash] = reference
-        self.entries.move_to_end(reference.hash)
+    def _remember(self, key: tuple[str, str], reference: Reference) -> None:
+        self.entries[key] = reference
+        self.entries.move_to_end(key)
         while len(self.entries) > self.settings.speaker_cache_size:
             self.entries.popitem(last=False)
 
@@ -86,12 +89,13 @@ class SpeakerEmbeddingCache:
         self.lookups.inc(tags={"result": result})
         return reference
 
-    async def register(self, voice_id: str) -> str:
+    async def register(self, voice_id: str, tenant: str = DEFAULT_TENANT) -> str:
         """The registration job: analyse the stored reference, measure similarity, mark ready/failed."""
-        record = await asyncio.to_thread(self.registry.get, voice_id)
+        registry = self.registry.for_tenant(tenant)
+        record = await asyncio.to_thread(registry.get, voice_id)
         try:
-            data = await asyncio.to_thread(self.registry.reference, record)
-            reference = await self.analyze(data)
+            data = await asyncio.to_thread(registry.reference, record)
+            reference = await self.analyze(data, tenant)
             raw, adapted = await asyncio.to_thread(self._measure, reference, record.base_voice)
             record.profile, record.status = reference.profile, "ready"
             record.similarity, record.similarity_unadapted = round(adapted, 4), round(raw, 4)
@@ -101,10 +105,10 @@ class SpeakerEmbeddingCache:
             record.status, record.reason = "failed", exc.message
         except Exception as exc:  # noqa: BLE001 - a job failure is reported on the voice, not raised
             log.exception("voice registration %s failed", voice_id)
-            record.status, record.reason = "failed", f"analysis failed: {type(exc).__name__}"
+            record.status, record.reason = "failed", "analysis failed"  # the cause is logged, not shown
         try:
-            await asyncio.to_thread(self.registry.get, voice_id)  # still there?
-            await asyncio.to_thread(self.registry.save, record)
+            await asyncio.to_thread(registry.get, voice_id)  # still there?
+            await asyncio.to_thread(registry.save, record)
         except NotFound:
             return "deleted"
         return record.status

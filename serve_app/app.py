@@ -7,8 +7,8 @@ Routes live in ``serve_app/routers/``, one module per audience; each is thin ove
 ``SynthesisService`` in ``Services``.
 """
 
+import ipaddress
 import logging
-import re
 import time
 import uuid
 
@@ -16,18 +16,20 @@ from fastapi import FastAPI, Request
 from ray import serve
 
 from deployments.options import INGRESS, SYNTHESIZER
+from deployments.rate_limiter import RateLimiter
 from deployments.speaker_cache import SpeakerEmbeddingCache
 from deployments.synthesizer import Synthesizer
 from deployments.text_frontend import TextFrontend
 from tts_engine.settings import Settings
 
 from . import context
+from .auth.middleware import AuthMiddleware
+from .edge import valid_request_id
 from .errors import install_error_handlers
-from .routers import admin, cloud, cosyvoice, gptsovits, native, openai, voices
+from .routers import account, admin, admin_clients, cloud, cosyvoice, gptsovits, native, oauth, openai, voices
+from .timeouts import BodyTimeoutMiddleware
 
 log = logging.getLogger("voxserve")
-
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 app = FastAPI(
     title="VoxServe",
@@ -35,16 +37,22 @@ app = FastAPI(
     description="Text-to-speech on Ray Serve: sync, streaming, OpenAI-compatible; audio in S3-compatible storage.",
 )
 install_error_handlers(app)
-for router in (native.router, openai.router, voices.router, admin.router,
+for router in (native.router, openai.router, voices.router, admin.router, oauth.router, account.router,
+               admin_clients.router,
                gptsovits.router, cosyvoice.router, cloud.router):  # drop-in compatibility adapters
     app.include_router(router)
+# Auth (issue 11): every route but the public allow-list (serve_app/auth/scopes.py) needs a
+# credential, including routers added later. Added before request_context so that one stays
+# outermost (it logs and counts the 401/403/429s too).
+app.add_middleware(BodyTimeoutMiddleware)
+app.add_middleware(AuthMiddleware)
 
 
 @app.middleware("http")
 async def request_context(request: Request, call_next):
     """Request id (Ray's proxy accepts X-Request-ID or generates one, and echoes it), logged; metrics."""
     incoming = request.headers.get("x-request-id", "")
-    request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request_id = incoming if valid_request_id(incoming) else uuid.uuid4().hex
     request.state.request_id = request_id
     started = time.perf_counter()
     response = await call_next(request)
@@ -52,7 +60,9 @@ async def request_context(request: Request, call_next):
     path = getattr(route, "path", "unmatched")
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
-        metrics.request(path, response.status_code, time.perf_counter() - started)
+        principal = getattr(request.state, "principal", None)
+        metrics.request(path, response.status_code, time.perf_counter() - started,
+                        principal.tenant if principal else "-")
     log.info("%s %s -> %s request_id=%s", request.method, request.url.path, response.status_code, request_id)
     return response
 
@@ -60,11 +70,43 @@ async def request_context(request: Request, call_next):
 @serve.deployment(name="Ingress", **INGRESS)
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, frontend, synthesizers: dict, speaker_cache, settings: dict | None = None) -> None:
+    def __init__(self, frontend, synthesizers: dict, speaker_cache, settings: dict | None = None,
+                 limiter=None) -> None:
         logging.basicConfig(level=logging.INFO)
-        self.services = context.Services.build(Settings(**(settings or {})), frontend, synthesizers, speaker_cache)
+        config = Settings(**(settings or {}))
+        refuse_open_proxy(config)
+        replica = serve.get_replica_context().replica_id.unique_id
+        self.services = context.Services.build(config, frontend, synthesizers, speaker_cache, limiter, replica)
         context.install(self.services)
         app.state.metrics = self.services.metrics
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_open_proxy(settings: Settings) -> None:
+    """auth: none on a proxy that listens beyond loopback needs allow_insecure: true.
+
+    Settings already refuse that for ``settings.host``; this checks where Serve's proxy really
+    listens (``serve run``/``serve deploy`` set it in http_options, not in our settings)."""
+    if settings.auth != "none" or settings.allow_insecure:
+        return
+    try:
+        from ray.serve.context import _get_global_client
+
+        host = _get_global_client().get_serve_details()["http_options"]["host"]
+    except Exception:  # noqa: BLE001 - private API moved: settings.host was checked already
+        log.warning("could not read the Serve proxy's host; relying on settings.host")
+        return
+    if not is_loopback(host):
+        raise ValueError(f"auth: none while Serve's HTTP proxy listens on {host}: anyone who reaches it could "
+                         "use the service. Set auth: required, bind 127.0.0.1, or set allow_insecure: true.")
 
 
 def build_app(args: dict | None = None):
@@ -73,8 +115,10 @@ def build_app(args: dict | None = None):
     settings = Settings(**overrides)  # fail fast on bad config, before any replica starts
     synthesizers = {family: synthesizer_for(family, settings).bind(overrides, family)
                     for family in settings.model_families}
+    # The limiter exists only where there is something to limit (auth: required).
+    limiter = RateLimiter.bind(overrides) if settings.auth == "required" else None
     return Ingress.bind(TextFrontend.bind(overrides), synthesizers,
-                        SpeakerEmbeddingCache.bind(overrides), settings=overrides)
+                        SpeakerEmbeddingCache.bind(overrides), settings=overrides, limiter=limiter)
 
 
 def synthesizer_for(family: str, settings: Settings):

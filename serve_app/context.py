@@ -12,12 +12,17 @@ from dataclasses import dataclass, field, replace
 from fastapi import Request
 
 from storage import AudioStore, open_store
+from storage.clients import ClientStore
 from storage.voices import VoiceRegistry
 from tts_engine.settings import Settings
 from tts_engine.speaker.references import AdaptationConditioning, decode_reference
 from tts_engine.voice_aliases import resolve_voice_name
 from tts_engine.voices import VoiceCatalog
 
+from .auth.limiter import LimiterClient
+from .auth.principal import Principal, principal_of
+from .auth.tokens import KeyRing, TokenIssuer
+from .auth.verifier import Authenticator
 from .metrics import IngressMetrics
 from .schemas import TTSRequest
 from .synthesis import AudioRequest, SynthesisService
@@ -28,20 +33,51 @@ class Services:
     settings: Settings
     store: AudioStore
     voices: VoiceCatalog
-    registry: VoiceRegistry
+    # Registered voices belong to tenants: get a tenant's with registry_for(request); there is
+    # deliberately no unscoped registry here, so no route can list or use another tenant's voices.
+    registries: VoiceRegistry
     metrics: IngressMetrics
     synthesis: SynthesisService
     synthesizers: dict            # Ray Serve handles: model family -> its Synthesizer
     speaker_cache: object
+    clients: ClientStore | None = None
+    issuer: TokenIssuer | None = None
+    auth: Authenticator | None = None        # None: auth is off (settings.auth == "none")
+    limiter: LimiterClient | None = None     # None: no limits (auth off)
     jobs: set[asyncio.Task] = field(default_factory=set)
 
     @classmethod
-    def build(cls, settings: Settings, frontend, synthesizers: dict, speaker_cache) -> "Services":
+    def build(cls, settings: Settings, frontend, synthesizers: dict, speaker_cache, limiter=None,
+              caller: str = "ingress") -> "Services":
         store = open_store(settings)
         metrics = IngressMetrics()
-        return cls(settings=settings, store=store, voices=VoiceCatalog(settings), registry=VoiceRegistry(store),
-                   metrics=metrics, synthesis=SynthesisService(settings, frontend, synthesizers, store, metrics),
-                   synthesizers=synthesizers, speaker_cache=speaker_cache)
+        services = cls(settings=settings, store=store, voices=VoiceCatalog(settings), registries=VoiceRegistry(store),
+                       metrics=metrics, synthesis=SynthesisService(settings, frontend, synthesizers, store, metrics),
+                       synthesizers=synthesizers, speaker_cache=speaker_cache)
+        if settings.auth == "required":
+            services.clients = ClientStore(store)
+            keyring = KeyRing(settings, services.clients)
+            keyring.load()  # fail at start on bad configured keys; creates the stored ones once
+            services.issuer = TokenIssuer(settings, keyring)
+            services.auth = Authenticator(settings, services.clients, services.issuer)
+            if limiter is not None:
+                services.limiter = LimiterClient(limiter, settings, caller)
+        return services
+
+    def registry_for(self, request: Request) -> VoiceRegistry:
+        """The caller's tenant's registered voices."""
+        return self.registries.for_tenant(principal_of(request).tenant)
+
+    def meter_for(self, principal: Principal):
+        """Where a request's delivered audio is counted (None when nothing is limited)."""
+        if self.limiter is None or principal.limits is None:
+            return None
+        limiter = self.limiter
+
+        def meter(characters: int, seconds: float, cached: bool) -> None:
+            limiter.record(principal, characters, seconds, cached)
+            self.metrics.tenant_audio(principal.tenant, seconds, cached)
+        return meter
 
     async def audio_request(self, body: TTSRequest, request: Request,
                             reference: bytes | None = None) -> AudioRequest:
@@ -51,18 +87,23 @@ class Services:
         voice, conditioning = choice.voice, None
         # A name like "zh-CN-XiaoyanNeural" implies a language; a language the request names wins.
         language = choice.language if choice.language and body.language in ("", "auto") else body.language
+        principal = principal_of(request)
+        if self.limiter is not None:
+            self.limiter.check_audio(principal)  # every synthesis route comes through here
         if reference is not None:
             await asyncio.to_thread(decode_reference, reference, self.settings, "reference_audio")
-            analysed = await self.speaker_cache.analyze.remote(reference)
+            analysed = await self.speaker_cache.analyze.remote(reference, principal.tenant)
             conditioning = AdaptationConditioning(analysed.profile)
         elif VoiceRegistry.is_registered_id(voice):
-            record = await asyncio.to_thread(self.registry.ready, voice)
+            record = await asyncio.to_thread(self.registry_for(request).ready, voice)
             voice, conditioning = record.base_voice or None, AdaptationConditioning(record.profile)
         return AudioRequest(
             text=body.text, format=body.format, options=replace(body.options(), voice=voice, language=language),
             sample_rate=body.sample_rate, cache=body.cache, request_id=request.state.request_id,
             conditioning_key=conditioning.identity() if conditioning else "",
             transform=conditioning.apply if conditioning else None,
+            cache_scope=f"tenant:{principal.tenant}" if self.settings.effective_cache_scope == "tenant" else "",
+            meter=self.meter_for(principal),
         )
 
 

@@ -18,6 +18,12 @@ RETRY_AFTER_S = "1"
 # fine, so it gets 502 (the seed article's "backend trouble"), never a 500.
 REPLICA_FAILURES = ("RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError",
                     "NodeDiedError", "ReplicaUnavailableError")
+# What a client is told for a server-side failure: never paths, hosts or exception class names
+# (the detail goes to the log).
+PUBLIC_5XX = {
+    "storage_unavailable": "storage is unavailable; retry shortly",
+    "overloaded": "the service is at capacity; retry shortly",
+}
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -44,11 +50,21 @@ def as_voxserve_error(exc: BaseException) -> VoxServeError | None:
     return None
 
 
-def error_response(err: VoxServeError, headers: dict[str, str] | None = None) -> JSONResponse:
-    headers = dict(headers or {})
+def public_error(err: VoxServeError) -> tuple[dict, int, dict[str, str]]:
+    """(body, status, headers) safe to show a client; 5xx details are logged, not sent."""
+    body = err.to_dict()
+    headers = dict(err.headers()) if hasattr(err, "headers") else {}
+    if err.status >= 500:
+        log.warning("%s: %s", err.code, err.message)
+        body["error"]["message"] = PUBLIC_5XX.get(err.code, "the service is unavailable; retry shortly")
     if err.status == 503:
         headers.setdefault("Retry-After", RETRY_AFTER_S)
-    return JSONResponse(err.to_dict(), status_code=err.status, headers=headers)
+    return body, err.status, headers
+
+
+def error_response(err: VoxServeError, headers: dict[str, str] | None = None) -> JSONResponse:
+    body, status, extra = public_error(err)
+    return JSONResponse(body, status_code=status, headers={**extra, **(headers or {})})
 
 
 def install_error_handlers(app: FastAPI) -> None:

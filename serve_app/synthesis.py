@@ -48,6 +48,10 @@ class AudioRequest:
     conditioning_key: str = ""
     # Applied to the finished audio (voice adaptation); None for plain voices.
     transform: Callable[[np.ndarray, int], np.ndarray] | None = None
+    # Auth (issue 11): the phrase-cache scope ("" = global; "tenant:<t>" keeps tenants' caches
+    # apart) and where delivered audio is metered: meter(characters, seconds, cached).
+    cache_scope: str = ""
+    meter: Callable[[int, float, bool], None] | None = None
 
 
 @dataclass
@@ -76,7 +80,7 @@ class Stream:
     sample_rate: int = 0
 
 
-def cache_key(prepared: Prepared, fmt: str, rate: int, conditioning: str = "") -> str:
+def cache_key(prepared: Prepared, fmt: str, rate: int, conditioning: str = "", scope: str = "") -> str:
     """Content address of a result: same text, voice, parameters, format and model -> same key."""
     identity = {
         "text": prepared.normalized_text,
@@ -97,6 +101,8 @@ def cache_key(prepared: Prepared, fmt: str, rate: int, conditioning: str = "") -
         identity["split"] = prepared.split
     if prepared.pause_s is not None:
         identity["pause_s"] = prepared.pause_s
+    if scope:  # only when scoped, so global keys stay what they were
+        identity["scope"] = scope
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return f"{AUDIO_PREFIX}/{digest[:2]}/{digest}.{encoders.FILE_EXTENSIONS[fmt]}"
 
@@ -121,13 +127,13 @@ class SynthesisService:
         fmt = encoders.check_format(req.format)
         prepared: Prepared = await self.frontend.prepare.remote(req.text, req.options)
         rate = encoders.output_sample_rate(fmt, prepared.voice.sample_rate, req.sample_rate)
-        key = cache_key(prepared, fmt, rate, req.conditioning_key)
+        key = cache_key(prepared, fmt, rate, req.conditioning_key, req.cache_scope)
         self._remember_key(req, key, prepared.voice.id, rate)
         return prepared, fmt, rate, key
 
     @staticmethod
     def _request_identity(req: AudioRequest) -> tuple:
-        return (req.text, req.options, req.format.lower(), req.sample_rate, req.conditioning_key)
+        return (req.text, req.options, req.format.lower(), req.sample_rate, req.conditioning_key, req.cache_scope)
 
     def _remember_key(self, req: AudioRequest, key: str, voice: str, rate: int) -> None:
         self._known_keys[self._request_identity(req)] = (key, voice, rate)
@@ -147,7 +153,7 @@ class SynthesisService:
             return None  # expired or deleted: take the normal path
         self.metrics.cache(True)
         fmt = encoders.check_format(req.format)
-        return await self.cached_result(obj, voice, rate, fmt, want_bytes, 0.0)
+        return _metered(req, await self.cached_result(obj, voice, rate, fmt, want_bytes, 0.0))
 
     async def cached(self, req: AudioRequest, key: str) -> StoredObject | None:
         if not (self.settings.cache_enabled and req.cache):
@@ -200,12 +206,12 @@ class SynthesisService:
         if hit is None and use_cache:
             hit = await self.wait_for_other_replica(key)  # None: this replica now holds the claim
         if hit is not None:
-            return await self.cached_result(hit, prepared.voice.id, rate, fmt, want_bytes, frontend_ms)
+            return _metered(req, await self.cached_result(hit, prepared.voice.id, rate, fmt, want_bytes, frontend_ms))
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         if use_cache:
             self._inflight[key] = future
         try:
-            result = await self._synthesize_fresh(req, prepared, fmt, rate, key, frontend_ms)
+            result = _metered(req, await self._synthesize_fresh(req, prepared, fmt, rate, key, frontend_ms))
             future.set_result(result)
             return result if want_bytes else replace(result, data=None)
         except BaseException as exc:
@@ -297,6 +303,11 @@ class SynthesisService:
         hit = await self.cached(req, key)
         if hit is not None:
             data = await asyncio.to_thread(self.store.get, key)
+            if req.meter is not None:
+                duration = hit.metadata.get("duration-s")
+                if duration is None:
+                    duration = await asyncio.to_thread(self._measured_duration, key, data)
+                req.meter(len(req.text), float(duration), True)
             return Stream(key, url, hit.content_type, True, _once(data), rate)
         encoder = encoders.StreamEncoder(fmt, prepared.voice.sample_rate, rate)
         body = self._stream_body(req, prepared, encoder, key, fmt, rate, on_first_byte)
@@ -329,8 +340,12 @@ class SynthesisService:
             duration = samples / prepared.voice.sample_rate
             await sink.complete(duration)
             self.metrics.produced(duration)
+            if req.meter is not None:
+                req.meter(len(req.text), duration, False)
         except BaseException:
             log.warning("stream for %s ended early (request %s); upload aborted", key, req.request_id)
+            if req.meter is not None and samples:  # a client that leaves early pays for what it got
+                req.meter(len(req.text), samples / prepared.voice.sample_rate, False)
             await asyncio.shield(sink.abort())
             raise
 
@@ -364,6 +379,12 @@ class SynthesisService:
         finally:
             for pending in later:  # the client left: don't keep replicas busy for nobody
                 _cancel(pending)
+
+
+def _metered(req: AudioRequest, result: Result) -> Result:
+    if req.meter is not None:
+        req.meter(len(req.text), result.duration_s, result.cached)
+    return result
 
 
 def _cancel(pending) -> None:

@@ -1,4 +1,4 @@
-"""Uploaded voice samples (``samples/{id}``), waiting to become registered voices.
+"""Uploaded voice samples (``tenants/{tenant}/samples/{id}``), waiting to become registered voices.
 
 The cloud API of our seed article registers a voice in two steps: upload a sample
 (``sample_id``), then start training from it. A sample is only the clip; training
@@ -19,8 +19,11 @@ _SAMPLE_ID = re.compile(r"smp_[0-9a-f]{16}")
 
 
 class SampleStore:
-    def __init__(self, store: AudioStore) -> None:
+    """One tenant's samples: another tenant's sample id is unknown here."""
+
+    def __init__(self, store: AudioStore, tenant: str = "default") -> None:
         self.store = store
+        self.tenant = tenant
 
     def put(self, data: bytes, content_type: str = "application/octet-stream") -> str:
         """Store a clip; its new sample id."""
@@ -36,6 +39,5 @@ class SampleStore:
         except NotFound:
             raise NotFound(f"unknown sample '{sample_id}'", field="sample_id") from None
 
-    @staticmethod
-    def _key(sample_id: str) -> str:
-        return f"samples/{sample_id}"
+    def _key(self, sample_id: str) -> str:
+        return f"tenants/{self.tenant}/samples/{sample_id}"

@@ -1,4 +1,10 @@
-"""Registered voices in the store (``voices/{id}/...``): records, references, lifecycle."""
+"""Registered voices in the store (``tenants/{tenant}/voices/{id}/...``): records, references, lifecycle.
+
+Voices belong to a tenant: a registry is bound to one (``for_tenant``) and never sees another's.
+Voices registered before tenancy (``voices/{id}/...``) belong to the ``default`` tenant: its
+registry finds them there and moves their record under its own prefix on first read (their
+reference keeps its recorded key), so nothing has to be migrated by hand.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from tts_engine.errors import NotFound, VoiceNotReady
 from tts_engine.speaker.references import METHOD, content_hash
 
 VOICE_PREFIX = "vx_"
+LEGACY_PREFIX = "voices/"   # before tenancy: the default tenant's
+DEFAULT_TENANT = "default"
 
 
 @dataclass
@@ -31,18 +39,24 @@ class VoiceRecord:
     base_voice: str = ""
     method: str = METHOD
     extra: dict = field(default_factory=dict)
+    tenant: str = DEFAULT_TENANT
 
     def public(self) -> dict:
-        data = {k: v for k, v in asdict(self).items() if k not in ("profile", "reference_key", "extra")}
+        data = {k: v for k, v in asdict(self).items() if k not in ("profile", "reference_key", "extra", "tenant")}
         data.update(id=self.voice_id, kind="registered", languages=[self.language])
         return data
 
 
 class VoiceRegistry:
-    """Registered voices persisted in the store (``voices/{id}/...``): they survive restarts."""
+    """One tenant's registered voices, persisted in the store: they survive restarts."""
 
-    def __init__(self, store: AudioStore) -> None:
+    def __init__(self, store: AudioStore, tenant: str = DEFAULT_TENANT) -> None:
         self.store = store
+        self.tenant = tenant
+        self.prefix = f"tenants/{tenant}/voices/"
+
+    def for_tenant(self, tenant: str) -> "VoiceRegistry":
+        return self if tenant == self.tenant else VoiceRegistry(self.store, tenant)
 
     @staticmethod
     def is_registered_id(voice_id: str | None) -> bool:
@@ -50,10 +64,10 @@ class VoiceRegistry:
 
     def create(self, name: str, language: str, transcript: str | None, data: bytes, base_voice: str) -> VoiceRecord:
         voice_id = VOICE_PREFIX + uuid.uuid4().hex[:16]
-        reference_key = f"voices/{voice_id}/reference.bin"
+        reference_key = f"{self.prefix}{voice_id}/reference.bin"
         self.store.put(reference_key, data, "application/octet-stream", {"voice-id": voice_id})
         record = VoiceRecord(voice_id, name, language, "processing", reference_key, content_hash(data),
-                             time.time(), transcript=transcript, base_voice=base_voice)
+                             time.time(), transcript=transcript, base_voice=base_voice, tenant=self.tenant)
         self.save(record)
         return record
 
@@ -67,7 +81,23 @@ class VoiceRegistry:
         try:
             return VoiceRecord(**json.loads(self.store.get(self._record_key(voice_id))))
         except NotFound:
-            raise NotFound(f"unknown voice '{voice_id}'", field="voice_id") from None
+            legacy = self._adopt_legacy(f"{LEGACY_PREFIX}{voice_id}/voice.json")
+            if legacy is None:
+                raise NotFound(f"unknown voice '{voice_id}'", field="voice_id") from None
+            return legacy
+
+    def _adopt_legacy(self, key: str) -> VoiceRecord | None:
+        """A pre-tenancy record, moved under the default tenant's prefix (None for other tenants)."""
+        if self.tenant != DEFAULT_TENANT:
+            return None
+        try:
+            record = VoiceRecord(**json.loads(self.store.get(key)))
+        except NotFound:
+            return None
+        record.tenant = DEFAULT_TENANT
+        self.save(record)
+        self.store.delete(key)
+        return record
 
     def ready(self, voice_id: str) -> VoiceRecord:
         record = self.get(voice_id)
@@ -80,7 +110,10 @@ class VoiceRegistry:
         return self.store.get(record.reference_key)
 
     def list(self) -> list[VoiceRecord]:
-        keys = [k for k in self.store.list_keys("voices/") if k.endswith("/voice.json")]
+        if self.tenant == DEFAULT_TENANT:
+            for key in [k for k in self.store.list_keys(LEGACY_PREFIX) if k.endswith("/voice.json")]:
+                self._adopt_legacy(key)
+        keys = [k for k in self.store.list_keys(self.prefix) if k.endswith("/voice.json")]
         records = []
         for key in keys:
             try:
@@ -94,6 +127,5 @@ class VoiceRegistry:
         self.store.delete(self._record_key(voice_id))
         self.store.delete(record.reference_key)
 
-    @staticmethod
-    def _record_key(voice_id: str) -> str:
-        return f"voices/{voice_id}/voice.json"
+    def _record_key(self, voice_id: str) -> str:
+        return f"{self.prefix}{voice_id}/voice.json"

@@ -8,6 +8,10 @@ import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Auth (issue 11): Serve's proxy validates X-Request-ID and drops connections that send no request
+# head in time (serve_app/edge.py); set before Ray starts so its proxy inherits them.
+os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "serve_app.edge:proxy_middlewares")
+os.environ.setdefault("VOXSERVE_HEADER_TIMEOUT_S", "3")
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +93,9 @@ def service(tmp_path_factory):
                  include_dashboard=False, configure_logging=False,
                  runtime_env={"env_vars": env})
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        common = {"store_retries": 1, "store_backoff_s": 0.05, "store_timeout_s": 2.0, "batch_wait_timeout_s": 0.05}
+        # auth: none (loopback): these apps test everything but auth; tests/test_auth.py deploys its own.
+        common = {"store_retries": 1, "store_backoff_s": 0.05, "store_timeout_s": 2.0, "batch_wait_timeout_s": 0.05,
+                  "auth": "none"}
         serve.run(build_app({**common, "store": "s3://voxtest/audio", "reference_dir": str(reference_dir)}),
                   name="s3", route_prefix="/")
         # The second app only needs the English voice: one Synthesizer fewer on a 2-core machine.

@@ -31,6 +31,7 @@ OPTION_NAMES = {
     "Synthesizer-piper": "SYNTHESIZER",
     "Synthesizer-kokoro": "SYNTHESIZER",
     "SpeakerEmbeddingCache": "SPEAKER_CACHE",
+    "RateLimiter": "RATE_LIMITER",
 }
 
 
@@ -126,7 +127,7 @@ def test_serve_config_passes_rays_schema(config):
 def test_local_config_listens_on_loopback():
     schema = validate_serve_config(load_serve_config())
     assert schema.http_options.host == "127.0.0.1"
-    assert schema.applications[0].args == {}
+    assert schema.applications[0].args == {"auth": "required"}
 
 
 def test_import_path_is_the_builder():

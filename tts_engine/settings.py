@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -94,6 +94,35 @@ class Settings(BaseSettings):
         22050, ge=8000, le=48000,
         description="Rate of the CosyVoice routes' headerless PCM (their bundled client plays 22050 Hz).",
     )
+    # --- auth, tenants, quotas (issue 11) -----------------------------------------
+    auth: Literal["required", "none"] = Field(
+        "required", description="required: every API route needs a bearer token or API key; none: open (loopback only)."
+    )
+    allow_insecure: bool = Field(False, description="Allow auth: none on a non-loopback host (never in production).")
+    token_ttl_s: int = Field(7200, ge=60, le=24 * 3600, description="Lifetime of /oauth/token access tokens.")
+    token_issuer: str = "voxserve"
+    jwt_signing_keys: dict[str, SecretStr] = Field(
+        default_factory=dict, description="kid -> HS256 key (>= 32 bytes); empty: generated once into the store."
+    )
+    jwt_active_kid: str | None = Field(None, description="kid that signs new tokens (default: the newest key).")
+    auth_cache_ttl_s: float = Field(5.0, ge=0.0, description="How long a replica trusts a cached client record: "
+                                    "revocation takes effect within this time.")
+    cache_scope: Literal["global", "tenant"] | None = Field(
+        None, description="Phrase-cache sharing; default tenant when auth is on, global when off."
+    )
+    default_rpm: int = Field(600, ge=1, description="Requests per minute of a client created without --rpm.")
+    default_concurrent_streams: int = Field(4, ge=1)
+    default_audio_seconds_per_day: float = Field(36000.0, gt=0)
+    cache_hit_audio_factor: float = Field(0.1, ge=0.0, le=1.0, description="A cache hit charges this share of its "
+                                          "duration against audio_seconds_per_day; a synthesis charges all of it.")
+    limiter_lease_max: int = Field(20, ge=1, description="Most request tokens an ingress replica takes per batch.")
+    limiter_lease_ttl_s: float = Field(2.0, gt=0, description="Unused leased tokens go back to the limiter after this.")
+    usage_flush_s: float = Field(1.0, gt=0, description="How often replicas send usage to the limiter.")
+    cors_allow_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none: no CORS).")
+    body_timeout_s: float = Field(30.0, gt=0, description="Whole request body must arrive within this (408 after).")
+    body_idle_timeout_s: float = Field(10.0, gt=0, description="Longest gap between body chunks (408 after).")
+    header_timeout_s: float = Field(10.0, gt=0, description="Proxy: a connection must send its request headers "
+                                    "within this, or it is closed (see serve_app/edge.py).")
 
     @classmethod
     def settings_customise_sources(
@@ -124,6 +153,19 @@ class Settings(BaseSettings):
     def default_voice(self) -> str:
         """The English default voice (the one every deployment loads first)."""
         return self.default_voices.get("en") or next(iter(self.default_voices.values()))
+    @model_validator(mode="after")
+    def _refuse_open_without_auth(self) -> "Settings":
+        # auth: none is for a loopback dev box; anywhere else it must be asked for explicitly.
+        loopback = self.host in ("localhost", "::1") or self.host.startswith("127.")
+        if self.auth == "none" and not loopback and not self.allow_insecure:
+            raise ValueError(f"auth: none on host {self.host} would let anyone who reaches it use the service; "
+                             "set auth: required, bind 127.0.0.1, or set allow_insecure: true explicitly")
+        return self
+
+    @property
+    def effective_cache_scope(self) -> str:
+        """Tenant-scoped phrase cache unless set: cross-tenant hits would leak what others synthesized."""
+        return self.cache_scope or ("tenant" if self.auth == "required" else "global")
 
 
 @lru_cache(maxsize=1)

@@ -1,6 +1,7 @@
 """Operations: liveness, readiness, per-replica stats, and local-store media."""
 
 import asyncio
+import logging
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, JSONResponse
@@ -11,6 +12,7 @@ from tts_engine.errors import InvalidInput, NotFound
 
 from ..context import Services, get_services
 
+log = logging.getLogger("voxserve")
 router = APIRouter(tags=["operations"])
 
 
@@ -32,11 +34,14 @@ def readiness_problems(services: Services) -> list[str]:
     try:
         services.store.check()
     except Exception as exc:  # noqa: BLE001 - any storage failure means not ready
-        problems.append(f"storage: {getattr(exc, 'message', type(exc).__name__)}")
+        # The detail (paths, hosts, exception types) is for the log, not for anyone who asks.
+        log.warning("readiness: storage check failed: %s", getattr(exc, "message", repr(exc)))
+        problems.append("storage: unavailable")
     for name, app_status in serve.status().applications.items():
         for dep_name, dep in app_status.deployments.items():
-            if str(dep.status).split(".")[-1] not in ("HEALTHY", "UPSCALING", "DOWNSCALING"):
-                problems.append(f"{name}/{dep_name}: {dep.status}")
+            status = str(dep.status).split(".")[-1]
+            if status not in ("HEALTHY", "UPSCALING", "DOWNSCALING"):
+                problems.append(f"{name}/{dep_name}: {status.lower()}")
     return problems
 
 
@@ -45,8 +50,11 @@ async def stats(services: Services = Depends(get_services)) -> dict:
     """This ingress replica's counters and one Synthesizer replica's batch sizes per model family (for
     tests and dashboards without Prometheus; cluster-wide numbers are in Ray's metrics)."""
     synthesizers = {family: await handle.stats.remote() for family, handle in services.synthesizers.items()}
-    return {"ingress": dict(services.metrics.local), "synthesizers": synthesizers,
+    body = {"ingress": dict(services.metrics.local), "synthesizers": synthesizers,
             "speaker_cache": await services.speaker_cache.stats.remote()}
+    if services.limiter is not None:
+        body["limiter"] = await services.limiter.stats()
+    return body
 
 
 @router.get("/media/{key:path}", include_in_schema=False)

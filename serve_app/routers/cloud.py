@@ -30,6 +30,7 @@ from tts_engine.errors import InvalidInput, NotFound, PayloadTooLarge, Unsupport
 from tts_engine.speaker.references import decode_reference
 
 from ..adapter_io import rechunked
+from ..auth.principal import principal_of
 from ..context import Services, get_services
 from ..http_io import body_schema, content_type_of, read_form, read_model, validated
 from ..responses import streaming_response
@@ -95,7 +96,8 @@ async def upload(request: Request, services: Services = Depends(get_services)) -
     if len(audio) > settings.max_upload_bytes:
         raise PayloadTooLarge(f"audio is over the limit of {settings.max_upload_bytes} bytes", field="audio")
     clip, rate = await asyncio.to_thread(decode_reference, audio, settings, "audio")
-    sample_id = await asyncio.to_thread(SampleStore(services.store).put, audio)
+    samples = SampleStore(services.store, principal_of(request).tenant)
+    sample_id = await asyncio.to_thread(samples.put, audio)
     return JSONResponse({"sample_id": sample_id, "duration_s": round(len(clip) / rate, 3)}, status_code=201)
 
 
@@ -103,20 +105,21 @@ async def upload(request: Request, services: Services = Depends(get_services)) -
 async def train(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
     """Start registering a voice from an uploaded sample -> ``{task_id, state}``; poll the status."""
     body: TrainRequest = await read_model(request, TrainRequest)
-    audio = await asyncio.to_thread(SampleStore(services.store).get, body.sample_id)
-    record = await register(services, body.voice_name, body.language, None, audio,
+    samples = SampleStore(services.store, principal_of(request).tenant)
+    audio = await asyncio.to_thread(samples.get, body.sample_id)
+    record = await register(services, services.registry_for(request), body.voice_name, body.language, None, audio,
                             name_field="voice_name", audio_field="sample_id")
     return JSONResponse({"task_id": record.voice_id, "state": "pending", "progress": 0.0}, status_code=202,
                         headers={"Location": f"/clone/v1/status/{record.voice_id}"})
 
 
 @router.get("/clone/v1/status/{task_id}")
-async def status(task_id: str, services: Services = Depends(get_services)) -> dict:
+async def status(task_id: str, request: Request, services: Services = Depends(get_services)) -> dict:
     """``{task_id, state: running|completed|failed, voice_id (when completed), progress, reason}``."""
     if not VoiceRegistry.is_registered_id(task_id):
         raise NotFound(f"unknown task '{task_id}'", field="task_id")
     try:
-        record = await asyncio.to_thread(services.registry.get, task_id)
+        record = await asyncio.to_thread(services.registry_for(request).get, task_id)
     except NotFound:
         raise NotFound(f"unknown task '{task_id}'", field="task_id") from None
     state, progress = STATES.get(record.status, ("failed", 1.0))

@@ -18,15 +18,15 @@ router = APIRouter(tags=["voices"])
 
 
 @router.get("/v1/voices")
-async def list_voices(services: Services = Depends(get_services)) -> dict:
-    registered = await asyncio.to_thread(services.registry.list)
+async def list_voices(request: Request, services: Services = Depends(get_services)) -> dict:
+    registered = await asyncio.to_thread(services.registry_for(request).list)
     return {"voices": [v.describe() for v in services.voices.list()] + [r.public() for r in registered]}
 
 
 @router.get("/v1/voices/{voice_id}")
-async def get_voice(voice_id: str, services: Services = Depends(get_services)) -> dict:
+async def get_voice(voice_id: str, request: Request, services: Services = Depends(get_services)) -> dict:
     if VoiceRegistry.is_registered_id(voice_id):
-        return (await asyncio.to_thread(services.registry.get, voice_id)).public()
+        return (await asyncio.to_thread(services.registry_for(request).get, voice_id)).public()
     return services.voices.get(voice_id).describe()
 
 
@@ -43,14 +43,15 @@ async def register_voice(request: Request, services: Services = Depends(get_serv
         raise InvalidInput("an 'audio' file is required", field="audio")
     if len(audio) > settings.max_upload_bytes:
         raise PayloadTooLarge(f"audio is over the limit of {settings.max_upload_bytes} bytes", field="audio")
-    record = await register(services, fields.get("name", ""), fields.get("language"), fields.get("transcript"),
-                            audio)
+    record = await register(services, services.registry_for(request), fields.get("name", ""),
+                            fields.get("language"), fields.get("transcript"), audio)
     return JSONResponse({"voice_id": record.voice_id, "status": record.status}, status_code=202,
                         headers={"Location": f"/v1/voices/{record.voice_id}"})
 
 
-async def register(services: Services, name: str, language: str | None, transcript: str | None, audio: bytes,
-                   name_field: str = "name", audio_field: str = "audio") -> VoiceRecord:
+async def register(services: Services, registry: VoiceRegistry, name: str, language: str | None,
+                   transcript: str | None, audio: bytes, name_field: str = "name",
+                   audio_field: str = "audio") -> VoiceRecord:
     """Check a registration, store the record and reference, and start the job (also used by the
     cloud API's /clone/v1/train)."""
     name = (name or "").strip()
@@ -62,21 +63,21 @@ async def register(services: Services, name: str, language: str | None, transcri
         raise InvalidInput(f"language '{language}' is not spoken by the base voice ({base.languages})",
                            field="language")
     await asyncio.to_thread(decode_reference, audio, services.settings, audio_field)
-    record = await asyncio.to_thread(services.registry.create, name, language, transcript, audio, base.id)
-    job = asyncio.create_task(run_registration(services, record.voice_id))
+    record = await asyncio.to_thread(registry.create, name, language, transcript, audio, base.id)
+    job = asyncio.create_task(run_registration(services, record.voice_id, registry.tenant))
     services.jobs.add(job)
     job.add_done_callback(services.jobs.discard)
     return record
 
 
-async def run_registration(services: Services, voice_id: str) -> None:
+async def run_registration(services: Services, voice_id: str, tenant: str) -> None:
     try:
-        await services.speaker_cache.register.remote(voice_id)
+        await services.speaker_cache.register.remote(voice_id, tenant)
     except Exception:  # noqa: BLE001 - the job records its own failure; this is a transport error
         log.exception("registration job for %s could not run", voice_id)
 
 
 @router.delete("/v1/voices/{voice_id}", status_code=204)
-async def delete_voice(voice_id: str, services: Services = Depends(get_services)) -> Response:
-    await asyncio.to_thread(services.registry.delete, voice_id)
+async def delete_voice(voice_id: str, request: Request, services: Services = Depends(get_services)) -> Response:
+    await asyncio.to_thread(services.registry_for(request).delete, voice_id)
     return Response(status_code=204)
