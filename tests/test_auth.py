@@ -47,9 +47,10 @@ def auth_app(service):
     store_dir.mkdir()
     args = {"store": f"file://{store_dir}", "public_base_url": service["base"] + PREFIX, "auth": "required",
             "auth_cache_ttl_s": 0.5, "usage_flush_s": 0.2, "body_idle_timeout_s": 1.0, "body_timeout_s": 4.0,
-            "cors_allow_origins": [ORIGIN], "batch_wait_timeout_s": 0.02}
+            "cors_allow_origins": [ORIGIN], "batch_wait_timeout_s": 0.02, "model_families": ["piper"]}
     two = Ingress.options(autoscaling_config={"min_replicas": 2, "max_replicas": 2, "target_ongoing_requests": 16})
-    serve.run(two.bind(TextFrontend.bind(args), Synthesizer.bind(args), SpeakerEmbeddingCache.bind(args),
+    synthesizers = {"piper": Synthesizer.options(name="Synthesizer-piper").bind(args, "piper")}
+    serve.run(two.bind(TextFrontend.bind(args), synthesizers, SpeakerEmbeddingCache.bind(args),
                        settings=args, limiter=RateLimiter.bind(args)), name="auth", route_prefix=PREFIX)
     clients = ClientStore(open_store(Settings(**args)))
     try:
