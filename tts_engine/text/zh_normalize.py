@@ -224,6 +224,8 @@ def _measure(m: re.Match[str]) -> str:
     unit = _UNITS[m[2]]
     if m[1] == "2" and "度" not in unit:
         return "两" + unit  # 两千克, 两小时
+    if "度" in unit and m[1][:1] in "-−":
+        return "零下" + read_number(m[1][1:]) + unit  # temperatures below zero: 零下三摄氏度
     return read_number(m[1]) + unit
 
 
