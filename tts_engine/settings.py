@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Field(Path.home() / ".cache" / "voxserve",
                                   description="Where model files assembled from wheels are kept.")
     kokoro_backend: Literal["torch", "onnxruntime"] = Field(
-        "onnxruntime", description="Kokoro runs on our torch port; ONNX Runtime's int8 graph is a CPU option.")
+        "torch", description="Kokoro runs on our torch port; ONNX Runtime's int8 graph is a CPU option.")
     max_text_chars: int = Field(5000, ge=1)
     max_sentence_chars: int = Field(400, ge=20, description="Longer sentences split at clause boundaries.")
     sentence_pause_s: float = Field(0.25, ge=0.0, le=2.0)
