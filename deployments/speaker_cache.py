@@ -22,7 +22,7 @@ from tts_engine.errors import NotFound, VoxServeError
 from tts_engine.settings import Settings
 from tts_engine.speaker.ge2e import SpeakerEncoder, similarity
 from storage import open_store
-from storage.voices import VoiceRegistry
+from storage.voices import VoiceRegistry, embedding_key
 
 from .options import SPEAKER_CACHE
 
@@ -66,7 +66,7 @@ class SpeakerEmbeddingCache:
             self.inflight.pop(key, None)
 
     def _load_or_compute(self, key: str, data: bytes) -> tuple[Reference, bool]:
-        path = f"embeddings/{key}.json"
+        path = embedding_key(key)
         try:
             return Reference.from_json(self.store.get(path)), True
         except NotFound:

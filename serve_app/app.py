@@ -19,6 +19,7 @@ from deployments.options import INGRESS, SYNTHESIZER
 from deployments.speaker_cache import SpeakerEmbeddingCache
 from deployments.synthesizer import Synthesizer
 from deployments.text_frontend import TextFrontend
+from storage import create_store
 from tts_engine.settings import Settings
 
 from . import context
@@ -70,6 +71,9 @@ def build_app(args: dict | None = None):
     """The bound application; ``args`` are Settings overrides (the serve config's ``args:``)."""
     overrides = dict(args or {})
     settings = Settings(**overrides)  # fail fast on bad config, before any replica starts
+    # The one place a local store directory is created; replicas only open it (a vanished
+    # directory is then an outage, not a fresh empty store).
+    overrides["store"] = create_store(settings)
     synthesizer = Synthesizer
     if settings.synthesizer_num_gpus:
         # The serve config's ray_actor_options still win over this (Serve applies them last).

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
 from storage.base import AudioStore
-from tts_engine.errors import NotFound, VoiceNotReady
+from tts_engine.errors import LimitReached, NotFound, VoiceNotReady
 from tts_engine.speaker.references import METHOD, content_hash
 
 VOICE_PREFIX = "vx_"
+# What create() makes; anything else (non-ASCII, punctuation) cannot name a voice: 404, not a key error.
+_VOICE_ID = re.compile(r"vx_[0-9a-f]{16}")
 
 
 @dataclass
@@ -31,9 +34,10 @@ class VoiceRecord:
     base_voice: str = ""
     method: str = METHOD
     extra: dict = field(default_factory=dict)
+    owner: str = ""                # tenant that registered it ("" without authentication)
 
     def public(self) -> dict:
-        data = {k: v for k, v in asdict(self).items() if k not in ("profile", "reference_key", "extra")}
+        data = {k: v for k, v in asdict(self).items() if k not in ("profile", "reference_key", "extra", "owner")}
         data.update(id=self.voice_id, kind="registered", languages=[self.language])
         return data
 
@@ -48,12 +52,19 @@ class VoiceRegistry:
     def is_registered_id(voice_id: str | None) -> bool:
         return bool(voice_id) and voice_id.startswith(VOICE_PREFIX)
 
-    def create(self, name: str, language: str, transcript: str | None, data: bytes, base_voice: str) -> VoiceRecord:
+    def create(self, name: str, language: str, transcript: str | None, data: bytes, base_voice: str,
+               owner: str = "", max_voices: int | None = None) -> VoiceRecord:
+        """Store the reference and a ``processing`` record; LimitReached if ``owner`` has ``max_voices``."""
+        if max_voices is not None:
+            count = sum(1 for r in self.list() if r.owner == owner)
+            if count >= max_voices:
+                raise LimitReached(f"{count} voices registered; the limit is {max_voices} per owner: "
+                                   "delete one first")
         voice_id = VOICE_PREFIX + uuid.uuid4().hex[:16]
         reference_key = f"voices/{voice_id}/reference.bin"
         self.store.put(reference_key, data, "application/octet-stream", {"voice-id": voice_id})
         record = VoiceRecord(voice_id, name, language, "processing", reference_key, content_hash(data),
-                             time.time(), transcript=transcript, base_voice=base_voice)
+                             time.time(), transcript=transcript, base_voice=base_voice, owner=owner)
         self.save(record)
         return record
 
@@ -62,7 +73,7 @@ class VoiceRegistry:
                        "application/json")
 
     def get(self, voice_id: str) -> VoiceRecord:
-        if not self.is_registered_id(voice_id) or not all(c.isalnum() or c == "_" for c in voice_id):
+        if not _VOICE_ID.fullmatch(voice_id or ""):
             raise NotFound(f"unknown voice '{voice_id}'", field="voice_id")
         try:
             return VoiceRecord(**json.loads(self.store.get(self._record_key(voice_id))))
@@ -90,10 +101,18 @@ class VoiceRegistry:
         return sorted(records, key=lambda r: r.created_at)
 
     def delete(self, voice_id: str) -> None:
+        """The record, the reference clip and, unless another voice has the same clip, its analysis."""
         record = self.get(voice_id)
         self.store.delete(self._record_key(voice_id))
         self.store.delete(record.reference_key)
+        if not any(r.reference_hash == record.reference_hash for r in self.list()):
+            self.store.delete(embedding_key(record.reference_hash))
 
     @staticmethod
     def _record_key(voice_id: str) -> str:
         return f"voices/{voice_id}/voice.json"
+
+
+def embedding_key(reference_hash: str) -> str:
+    """Where the SpeakerEmbeddingCache persists a clip's analysis (embedding + voice profile)."""
+    return f"embeddings/{reference_hash}.json"

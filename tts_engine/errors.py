@@ -98,3 +98,17 @@ class Overloaded(VoxServeError):
 class VoiceNotReady(VoxServeError):
     status = 409
     code = "voice_not_ready"
+
+
+class LimitReached(VoxServeError):
+    """A per-owner quota (e.g. registered voices) is used up; free something first."""
+
+    status = 409
+    code = "limit_reached"
+
+
+class ServiceUnavailable(VoxServeError):
+    """A replica the request needed died or is being replaced; the same request may be retried."""
+
+    status = 503
+    code = "replica_unavailable"

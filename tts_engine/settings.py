@@ -75,6 +75,28 @@ class Settings(BaseSettings):
     reference_dir: Path | None = Field(None, description="Only place ref_audio_path may point into.")
     speaker_cache_size: int = Field(256, ge=1)
 
+    # --- reliability: bounds on work and storage, claims (issue 9) --------------------
+    max_phonemes: int = Field(
+        12000, ge=100,
+        description="Phoneme ids a request may send to the model, speed-adjusted (ids / speed); 413 above. "
+                    "The default passes any ordinary 5000-character text, about 7 min of audio at speed 1.",
+    )
+    max_transcript_chars: int = Field(1000, ge=1, description="Registered voices' transcript; 422 above.")
+    max_voices_per_owner: int = Field(100, ge=1, description="Registered voices per owner; 409 above.")
+    claim_ttl_s: float = Field(
+        15.0, gt=0, description="A phrase-cache claim not refreshed for this long is a dead owner's; "
+                                "owners refresh it every third of this while they synthesize.",
+    )
+    store_probe_interval_s: float = Field(
+        1.0, ge=0.0, description="A stream checks that storage takes writes at most this often per replica.",
+    )
+    deferred_store_window_s: float = Field(
+        300.0, ge=0.0, description="A stream whose storage failed mid-way keeps retrying the write this long.",
+    )
+    deferred_store_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=0, description="Audio held in memory per ingress replica for such retries.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

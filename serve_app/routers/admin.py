@@ -1,6 +1,8 @@
 """Operations: liveness, readiness, per-replica stats, and local-store media."""
 
 import asyncio
+import email.utils
+import time
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, JSONResponse
@@ -63,5 +65,11 @@ async def media(key: str, expires: str = "", sig: str = "",
                             status_code=400)
     head = store.head(key)
     media_type = head.content_type if head else "application/octet-stream"
-    return FileResponse(path, media_type=media_type,
-                        headers={"Cache-Control": "public, max-age=31536000, immutable"})
+    return FileResponse(path, media_type=media_type, headers=cache_headers(int(expires)))
+
+
+def cache_headers(expires_at: int) -> dict[str, str]:
+    """Cacheable only until the signed URL expires: a shared cache must not serve it past that."""
+    remaining = max(0, expires_at - int(time.time()))
+    return {"Cache-Control": f"public, max-age={remaining}",
+            "Expires": email.utils.formatdate(expires_at, usegmt=True)}

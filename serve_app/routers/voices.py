@@ -20,7 +20,9 @@ router = APIRouter(tags=["voices"])
 @router.get("/v1/voices")
 async def list_voices(services: Services = Depends(get_services)) -> dict:
     registered = await asyncio.to_thread(services.registry.list)
-    return {"voices": [v.describe() for v in services.voices.list()] + [r.public() for r in registered]}
+    # Transcripts only in GET /v1/voices/{id}: the listing stays small however many voices there are.
+    listed = [{k: v for k, v in r.public().items() if k != "transcript"} for r in registered]
+    return {"voices": [v.describe() for v in services.voices.list()] + listed}
 
 
 @router.get("/v1/voices/{voice_id}")
@@ -43,6 +45,10 @@ async def register_voice(request: Request, services: Services = Depends(get_serv
         raise InvalidInput("an 'audio' file is required", field="audio")
     if len(audio) > settings.max_upload_bytes:
         raise PayloadTooLarge(f"audio is over the limit of {settings.max_upload_bytes} bytes", field="audio")
+    transcript = fields.get("transcript")
+    if transcript is not None and len(transcript) > settings.max_transcript_chars:
+        raise InvalidInput(f"transcript is {len(transcript)} characters; the limit is "
+                           f"{settings.max_transcript_chars}", field="transcript")
     name = fields.get("name", "").strip()
     if not name or len(name) > 100:
         raise InvalidInput("name is required (1 to 100 characters)", field="name")
@@ -52,8 +58,8 @@ async def register_voice(request: Request, services: Services = Depends(get_serv
         raise InvalidInput(f"language '{language}' is not spoken by the base voice ({base.languages})",
                            field="language")
     await asyncio.to_thread(decode_reference, audio, settings, "audio")
-    record = await asyncio.to_thread(services.registry.create, name, language, fields.get("transcript"), audio,
-                                     base.id)
+    record = await asyncio.to_thread(services.registry.create, name, language, transcript, audio, base.id,
+                                     max_voices=settings.max_voices_per_owner)
     job = asyncio.create_task(run_registration(services, record.voice_id))
     services.jobs.add(job)
     job.add_done_callback(services.jobs.discard)

@@ -1,0 +1,179 @@
+"""Reliability fixes that need no Ray: store outages, strict forms, voice lifecycle, work bounds."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from serve_app.forms import parse_multipart, parse_urlencoded
+from storage import open_store
+from storage.local import LocalStore
+from storage.voices import VoiceRegistry, embedding_key
+from tts_engine.errors import BadRequest, InvalidInput, LimitReached, NotFound, StorageUnavailable
+from tts_engine.settings import Settings
+
+
+def local(root: Path, create: bool = True) -> LocalStore:
+    store = open_store(Settings(store=f"file://{root}", url_signing_key="k" * 32), create=create)
+    assert isinstance(store, LocalStore)
+    return store
+
+
+# ---------------------------------------------------------------------- item 6: a vanished store is an outage
+
+
+def test_vanished_store_directory_is_an_outage_and_not_recreated(tmp_path):
+    root = tmp_path / "store"
+    store = local(root)
+    store.put("tts/ab/one.wav", b"RIFF", "audio/wav")
+    shutil.rmtree(root)
+    for op in (lambda: store.put("tts/ab/two.wav", b"x", "audio/wav"), lambda: store.get("tts/ab/one.wav"),
+               lambda: store.head("tts/ab/one.wav"), store.check, lambda: store.delete("tts/ab/one.wav"),
+               lambda: store.open_upload("tts/ab/three.mp3", "audio/mpeg")):
+        with pytest.raises(StorageUnavailable, match="missing"):
+            op()
+    assert not root.exists()  # never silently re-created
+    # A replica opened later does not create it either; only start-up does.
+    with pytest.raises(StorageUnavailable):
+        local(root, create=False).check()
+    assert not root.exists()
+    root.mkdir()
+    store.check()
+    store.put("tts/ab/two.wav", b"x", "audio/wav")
+    assert store.get("tts/ab/two.wav") == b"x"
+
+
+# ---------------------------------------------------------------------- item 7: readiness writes a probe
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A directory on a tiny tmpfs filled to the brim: root passes every permission check there,
+    yet no write succeeds (the case an os.access() readiness check cannot see)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        (mount / "store").mkdir()
+        with open(mount / "filler", "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass  # full
+        yield mount / "store"
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_readiness_check_writes_a_probe(full_disk):
+    import os
+
+    store = local(full_disk)
+    assert os.access(full_disk, os.W_OK | os.X_OK)  # what the old check looked at
+    with pytest.raises(StorageUnavailable, match="does not take writes"):
+        store.check()
+    assert [p.name for p in full_disk.iterdir()] == []  # no probe left behind
+
+
+def test_readiness_probe_leaves_nothing(tmp_path):
+    store = local(tmp_path / "s")
+    store.check()
+    assert list((tmp_path / "s").iterdir()) == []
+
+
+# ---------------------------------------------------------------------- item 11: strict forms
+
+
+def multipart(*parts: tuple[str, bytes, str | None], boundary: str = "b0undary") -> tuple[bytes, str]:
+    body = b""
+    for name, data, filename in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_multipart_text_fields_must_be_utf8():
+    body, ctype = multipart(("text", "héllo".encode(), None), ("reference_audio", b"\xff\xfe\x00", "a.wav"))
+    fields, files = parse_multipart(body, ctype)
+    assert fields == {"text": "héllo"} and files == {"reference_audio": b"\xff\xfe\x00"}
+    body, ctype = multipart(("voice", b"joe", None), ("text", b"\xff\xfe", None))
+    with pytest.raises(InvalidInput) as err:
+        parse_multipart(body, ctype)
+    assert err.value.field == "text" and "UTF-8" in err.value.message
+
+
+@pytest.mark.parametrize("body,ctype", [
+    (b"--x\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--x--\r\n", "multipart/form-data; boundary=x"),
+    (b"garbage without any boundary", "multipart/form-data; boundary=x"),
+    (b"--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv\r\n", "multipart/form-data"),
+])
+def test_malformed_multipart_is_400_naming_the_body(body, ctype):
+    with pytest.raises(BadRequest) as err:
+        parse_multipart(body, ctype)
+    assert err.value.field == "body"
+
+
+def test_urlencoded_is_strict_utf8():
+    assert parse_urlencoded(b"text=h%C3%A9llo+there&format=mp3") == {"text": "héllo there", "format": "mp3"}
+    with pytest.raises(InvalidInput) as err:
+        parse_urlencoded(b"text=%FF%FE")
+    assert err.value.field == "text"
+    with pytest.raises(BadRequest):
+        parse_urlencoded(b"text=\xff\xfe")
+
+
+# ---------------------------------------------------------------------- items 10, 14: voices
+
+
+def test_voice_ids_that_cannot_exist_are_404(tmp_path):
+    registry = VoiceRegistry(local(tmp_path / "s"))
+    for bad in ("vx_é", "vx_%C3%A9", "vx_../../x", "vx_0123456789abcdeg", "vx_"):
+        with pytest.raises(NotFound) as err:
+            registry.get(bad)
+        assert err.value.status == 404 and err.value.field == "voice_id"
+
+
+def test_delete_voice_removes_its_analysis_unless_shared(tmp_path):
+    store = local(tmp_path / "s")
+    registry = VoiceRegistry(store)
+    a = registry.create("a", "en", None, b"clip-one", "joe")
+    b = registry.create("b", "en", None, b"clip-one", "joe")   # same clip as a
+    c = registry.create("c", "en", None, b"clip-two", "joe")
+    for record in (a, c):
+        store.put(embedding_key(record.reference_hash), b"{}", "application/json")
+    registry.delete(a.voice_id)
+    assert store.exists(embedding_key(a.reference_hash))  # b still uses that clip
+    registry.delete(b.voice_id)
+    assert not store.exists(embedding_key(a.reference_hash))
+    registry.delete(c.voice_id)
+    assert store.list_keys("") == []  # nothing of the three voices is left
+
+
+def test_voices_per_owner_are_capped(tmp_path):
+    registry = VoiceRegistry(local(tmp_path / "s"))
+    for i in range(2):
+        registry.create(f"v{i}", "en", None, b"clip", "joe", owner="t1", max_voices=2)
+    with pytest.raises(LimitReached) as err:
+        registry.create("v2", "en", None, b"clip", "joe", owner="t1", max_voices=2)
+    assert err.value.status == 409 and "2" in err.value.message
+    registry.create("other", "en", None, b"clip", "joe", owner="t2", max_voices=2)  # another owner's quota
+
+
+# ---------------------------------------------------------------------- item 15: /media cache lifetime
+
+
+def test_media_cache_lifetime_matches_the_url():
+    from serve_app.routers.admin import cache_headers
+
+    headers = cache_headers(int(time.time()) + 600)
+    assert headers["Cache-Control"].startswith("public, max-age=")
+    assert 595 <= int(headers["Cache-Control"].rsplit("=", 1)[1]) <= 600
+    assert cache_headers(int(time.time()) - 5)["Cache-Control"] == "public, max-age=0"
