@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -11,11 +13,13 @@ from ray import serve
 from ray.serve.metrics import Histogram
 
 from tts_engine.engine import TTSEngine
+from tts_engine.models.fastpath import release_freed_memory
 from tts_engine.settings import Settings
 from tts_engine.models.vits import NoiseSpec
 
 from .options import SYNTHESIZER
 
+TRIM_EVERY_S = 1.0
 Item = tuple[str, list[int], NoiseSpec, "int | None"]  # voice id, phoneme ids, noise, speaker
 
 
@@ -28,6 +32,8 @@ class Synthesizer:
         self.render.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
         self.engine.model(s.default_voice)  # load before taking traffic
         self.batch_sizes: Counter[int] = Counter()
+        self.rendering = 0  # batches and streams in progress
+        self.trimmed_at = 0.0
         self.batch_histogram = Histogram(
             "voxserve_batch_size", description="Sentences per Synthesizer batch",
             boundaries=[1, 2, 4, 8, 16, 32],
@@ -39,7 +45,12 @@ class Synthesizer:
         self.batch_sizes[len(items)] += 1
         self.batch_histogram.observe(len(items))
         # Torch releases the GIL: rendering in a thread keeps the loop free to gather the next batch.
-        return await asyncio.to_thread(self._render_grouped, items)
+        self.rendering += 1
+        try:
+            return await asyncio.to_thread(self._render_grouped, items)
+        finally:
+            self.rendering -= 1
+            self._release_memory()
 
     def _render_grouped(self, items: list[Item]) -> list[np.ndarray]:
         out: list[np.ndarray | None] = [None] * len(items)
@@ -62,8 +73,23 @@ class Synthesizer:
         """Chunks of one sentence as the vocoder produces them (first ~0.23 s)."""
         chunks = self.engine.render_stream(voice, ids, noise, speaker)
         done = object()
-        while (chunk := await asyncio.to_thread(next, chunks, done)) is not done:
-            yield chunk
+        self.rendering += 1
+        try:
+            while (chunk := await asyncio.to_thread(next, chunks, done)) is not done:
+                yield chunk
+        finally:
+            self.rendering -= 1
+            self._release_memory()
+
+    def _release_memory(self) -> None:
+        """Freed buffers back to the OS when idle, and at least every TRIM_EVERY_S under load:
+        without it a replica grows to several GB (tts_engine/models/fastpath.py, docs/BENCHMARKS.md)."""
+        now = time.monotonic()
+        if self.rendering and now - self.trimmed_at < TRIM_EVERY_S:
+            return
+        self.trimmed_at = now
+        # In the thread pool, not awaited: the answer does not wait for the trim.
+        asyncio.get_running_loop().run_in_executor(None, release_freed_memory)
 
     def stats(self) -> dict:
-        return {"batch_sizes": dict(self.batch_sizes)}
+        return {"batch_sizes": dict(self.batch_sizes), "pid": os.getpid()}

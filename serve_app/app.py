@@ -8,14 +8,10 @@ Routes live in ``serve_app/routers/``, one module per audience; each is thin ove
 """
 
 import logging
-import re
-import time
-import uuid
 
-from fastapi import FastAPI, Request
 from ray import serve
 
-from deployments.options import INGRESS, SYNTHESIZER
+from deployments.options import INGRESS, cluster_cpus, fitted
 from deployments.speaker_cache import SpeakerEmbeddingCache
 from deployments.synthesizer import Synthesizer
 from deployments.text_frontend import TextFrontend
@@ -23,38 +19,23 @@ from storage import create_store
 from tts_engine.settings import Settings
 
 from . import context
-from .errors import install_error_handlers
+from .errors import VoxServeAPI, install_error_handlers
+from .middleware import RequestContext
 from .routers import admin, native, openai, voices
 
 log = logging.getLogger("voxserve")
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-app = FastAPI(
+app = VoxServeAPI(
     title="VoxServe",
     version="0.1.0",
     description="Text-to-speech on Ray Serve: sync, streaming, OpenAI-compatible; audio in S3-compatible storage.",
 )
 install_error_handlers(app)
-for router in (native.router, openai.router, voices.router, admin.router):
+app.add_middleware(RequestContext)  # outermost of ours: ids, metrics, log lines, JSON for what escapes
+ROUTERS = (native.router, openai.router, voices.router, admin.router)
+for router in ROUTERS:
     app.include_router(router)
-
-
-@app.middleware("http")
-async def request_context(request: Request, call_next):
-    """Request id (Ray's proxy accepts X-Request-ID or generates one, and echoes it), logged; metrics."""
-    incoming = request.headers.get("x-request-id", "")
-    request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
-    request.state.request_id = request_id
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    path = getattr(route, "path", "unmatched")
-    metrics = getattr(request.app.state, "metrics", None)
-    if metrics is not None:
-        metrics.request(path, response.status_code, time.perf_counter() - started)
-    log.info("%s %s -> %s request_id=%s", request.method, request.url.path, response.status_code, request_id)
-    return response
+app.state.api_routes = [route for router in ROUTERS for route in router.routes]  # for 405's Allow
 
 
 @serve.deployment(name="Ingress", **INGRESS)
@@ -68,16 +49,20 @@ class Ingress:
 
 
 def build_app(args: dict | None = None):
-    """The bound application; ``args`` are Settings overrides (the serve config's ``args:``)."""
+    """The bound application; ``args`` are Settings overrides (the serve config's ``args:``).
+    Deployment defaults are fitted to the CPUs Ray reports (deployments/options.py); a serve
+    config's deployment entries still win over them."""
     overrides = dict(args or {})
     settings = Settings(**overrides)  # fail fast on bad config, before any replica starts
     # The one place a local store directory is created; replicas only open it (a vanished
     # directory is then an outage, not a fresh empty store).
     overrides["store"] = create_store(settings)
-    synthesizer = Synthesizer
+    sized = fitted(cluster_cpus())
+    synth_options = sized["Synthesizer"]
     if settings.synthesizer_num_gpus:
-        # The serve config's ray_actor_options still win over this (Serve applies them last).
-        actor = {**SYNTHESIZER["ray_actor_options"], "num_gpus": settings.synthesizer_num_gpus}
-        synthesizer = Synthesizer.options(ray_actor_options=actor)
-    return Ingress.bind(TextFrontend.bind(overrides), synthesizer.bind(overrides),
-                        SpeakerEmbeddingCache.bind(overrides), settings=overrides)
+        actor = {**synth_options["ray_actor_options"], "num_gpus": settings.synthesizer_num_gpus}
+        synth_options = {**synth_options, "ray_actor_options": actor}
+    return Ingress.options(**sized["Ingress"]).bind(
+        TextFrontend.options(**sized["TextFrontend"]).bind(overrides),
+        Synthesizer.options(**synth_options).bind(overrides),
+        SpeakerEmbeddingCache.options(**sized["SpeakerEmbeddingCache"]).bind(overrides), settings=overrides)

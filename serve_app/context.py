@@ -18,6 +18,7 @@ from tts_engine.speaker.references import AdaptationConditioning, decode_referen
 from tts_engine.voices import VoiceCatalog
 
 from .metrics import IngressMetrics
+from .resilience import once_more
 from .schemas import TTSRequest
 from .synthesis import AudioRequest, SynthesisService
 
@@ -48,7 +49,7 @@ class Services:
         voice, conditioning = body.voice, None
         if reference is not None:
             await asyncio.to_thread(decode_reference, reference, self.settings, "reference_audio")
-            analysed = await self.speaker_cache.analyze.remote(reference)
+            analysed = await once_more(lambda: self.speaker_cache.analyze.remote(reference), "reference analysis")
             conditioning = AdaptationConditioning(analysed.profile)
         elif VoiceRegistry.is_registered_id(voice):
             record = await asyncio.to_thread(self.registry.ready, voice)

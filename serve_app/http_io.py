@@ -14,12 +14,6 @@ MAX_JSON_BYTES = 1 << 20
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
-def body_schema(model: type[BaseModel]) -> dict:
-    """``openapi_extra`` declaring a JSON body for routes that read the body themselves."""
-    schema = model.model_json_schema()
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
-
-
 def content_type_of(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 

@@ -177,3 +177,33 @@ def test_media_cache_lifetime_matches_the_url():
     assert headers["Cache-Control"].startswith("public, max-age=")
     assert 595 <= int(headers["Cache-Control"].rsplit("=", 1)[1]) <= 600
     assert cache_headers(int(time.time()) - 5)["Cache-Control"] == "public, max-age=0"
+
+
+# ---------------------------------------------------------------------- item 8: bounded work per request
+
+
+ORDINARY = ("The committee met on Tuesday to discuss a comprehensive infrastructure programme. "
+            "Mr. Smith paid $1,234.56 on 12/05/2023 at 3:45 pm for 17 kg of apples, 42% more than planned! ")
+
+
+def test_digit_runs_are_read_in_groups_not_as_astronomical_numbers():
+    from tts_engine.text.en_normalize import normalize_english
+
+    spoken = normalize_english("Account 12345678901234567890 is open.")
+    assert "quintillion" not in spoken and "illion" not in spoken
+    assert "one two, three four five, six seven eight" in spoken
+    assert "nine hundred ninety-nine trillion" in normalize_english("999999999999999")  # 15 digits: a number
+
+
+def test_output_length_is_bounded_before_any_model_work():
+    from tts_engine.engine import SynthesisOptions, TTSEngine
+    from tts_engine.errors import TextTooLong
+
+    engine = TTSEngine(Settings(device="cpu"))
+    with pytest.raises(TextTooLong) as err:
+        engine.prepare("9" * 4000, SynthesisOptions())
+    assert err.value.status == 413 and err.value.field == "text" and "max_phonemes=40000" in err.value.message
+    text = (ORDINARY * 30)[:5000]
+    engine.prepare(text, SynthesisOptions(speed=0.5))  # any ordinary 5000 characters pass, even slowed down
+    with pytest.raises(TextTooLong):
+        TTSEngine(Settings(device="cpu", max_phonemes=1000)).prepare(text, SynthesisOptions())

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from tts_engine.audio.assembly import finish_audio, join_sentences, silence
-from tts_engine.errors import InvalidInput, UnsupportedLanguage
+from tts_engine.errors import InvalidInput, TextTooLong, UnsupportedLanguage
 from tts_engine.models.fastpath import keep_freed_memory_mapped
 from tts_engine.text.frontend import Sentence, TextFrontend
 from tts_engine.settings import Settings, get_settings
@@ -34,6 +34,7 @@ NOISE_RANGE = (0.0, 2.0)
 VOLUME_RANGE = (0.0, 4.0)
 PITCH_RANGE = (-12.0, 12.0)
 ENGINE_VERSION = "vits-torch-1"
+IDS_PER_SECOND = 48  # measured on en_US-joe-medium at speed 1 (Piper ids: phonemes with pads between)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class TTSEngine:
             noise_w=voice.noise_w if options.noise_w is None else options.noise_w,
             length_scale=voice.length_scale / options.speed,
         )
+        _check_work(result.sentences, options.speed, self.settings.max_phonemes)
         dropped = sorted({p for s in result.sentences for p in s.dropped})
         return Prepared(
             voice=voice,
@@ -228,6 +230,18 @@ class TTSEngine:
                     digest.update(block)
             self._version_cache[voice_id] = f"{ENGINE_VERSION}:{digest.hexdigest()[:16]}"
         return self._version_cache[voice_id]
+
+
+def _check_work(sentences: Sequence[Sentence], speed: float, limit: int) -> None:
+    """Bound what one request may make the model do: audio length (and so vocoder time, memory and
+    file size) grows with phoneme ids / speed, which a short text can blow up ("9" x 4000)."""
+    ids = sum(len(s.ids) for s in sentences)
+    if ids / speed > limit:
+        raise TextTooLong(
+            f"text expands to {ids} phoneme ids at speed {speed:g} ({ids / speed:.0f} speed-adjusted); "
+            f"the limit is max_phonemes={limit} (about {limit / IDS_PER_SECOND / 60:.0f} min of audio)",
+            field="text",
+        )
 
 
 def _items(prepared: Prepared) -> list[tuple[list[int], NoiseSpec, int | None]]:

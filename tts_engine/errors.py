@@ -112,3 +112,17 @@ class ServiceUnavailable(VoxServeError):
 
     status = 503
     code = "replica_unavailable"
+
+
+class AudioPending(VoxServeError):
+    """A streamed result's stored copy failed and is being retried; ask again shortly."""
+
+    status = 503
+    code = "audio_not_stored_yet"
+
+
+class AudioNotStored(VoxServeError):
+    """A streamed result was delivered but its stored copy could not be written."""
+
+    status = 404
+    code = "audio_not_stored"

@@ -77,9 +77,10 @@ class Settings(BaseSettings):
 
     # --- reliability: bounds on work and storage, claims (issue 9) --------------------
     max_phonemes: int = Field(
-        12000, ge=100,
-        description="Phoneme ids a request may send to the model, speed-adjusted (ids / speed); 413 above. "
-                    "The default passes any ordinary 5000-character text, about 7 min of audio at speed 1.",
+        40000, ge=100,
+        description="Phoneme ids one request may send to the model, divided by its speed; 413 above. "
+                    "About 48 ids make a second of audio, so the default bounds a request to ~14 min of "
+                    "audio and passes any ordinary 5000-character English text even at speed 0.5.",
     )
     max_transcript_chars: int = Field(1000, ge=1, description="Registered voices' transcript; 422 above.")
     max_voices_per_owner: int = Field(100, ge=1, description="Registered voices per owner; 409 above.")

@@ -12,12 +12,14 @@ from tts_engine.speaker.references import decode_reference
 
 from ..context import Services, get_services
 from ..http_io import content_type_of, read_form
+from ..openapi import VOICE_UPLOAD, error_responses
+from ..schemas import VoiceAccepted
 
 log = logging.getLogger("voxserve")
 router = APIRouter(tags=["voices"])
 
 
-@router.get("/v1/voices")
+@router.get("/v1/voices", responses=error_responses(503))
 async def list_voices(services: Services = Depends(get_services)) -> dict:
     registered = await asyncio.to_thread(services.registry.list)
     # Transcripts only in GET /v1/voices/{id}: the listing stays small however many voices there are.
@@ -25,14 +27,15 @@ async def list_voices(services: Services = Depends(get_services)) -> dict:
     return {"voices": [v.describe() for v in services.voices.list()] + listed}
 
 
-@router.get("/v1/voices/{voice_id}")
+@router.get("/v1/voices/{voice_id}", responses=error_responses(404, 503))
 async def get_voice(voice_id: str, services: Services = Depends(get_services)) -> dict:
     if VoiceRegistry.is_registered_id(voice_id):
         return (await asyncio.to_thread(services.registry.get, voice_id)).public()
     return services.voices.get(voice_id).describe()
 
 
-@router.post("/v1/voices", status_code=202)
+@router.post("/v1/voices", status_code=202, openapi_extra=VOICE_UPLOAD, response_model=VoiceAccepted,
+             responses=error_responses(400, 409, 413, 415, 422, 503))
 async def register_voice(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
     """Upload a reference clip (multipart: audio, name, transcript?, language?) -> 202 + voice_id;
     analysis runs in the background; poll GET /v1/voices/{voice_id}."""
@@ -74,7 +77,8 @@ async def run_registration(services: Services, voice_id: str) -> None:
         log.exception("registration job for %s could not run", voice_id)
 
 
-@router.delete("/v1/voices/{voice_id}", status_code=204)
+@router.delete("/v1/voices/{voice_id}", status_code=204, response_class=Response,
+               responses=error_responses(404, 503))
 async def delete_voice(voice_id: str, services: Services = Depends(get_services)) -> Response:
     await asyncio.to_thread(services.registry.delete, voice_id)
     return Response(status_code=204)
