@@ -74,7 +74,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
-        field = ".".join(loc) or None
+        # The request field; deeper parts of a loc are union members ("speaker.str"), not fields.
+        field = loc[0] if loc else None
         status = 400 if first.get("type") == "json_invalid" else 422
         message = first.get("msg", "invalid request")
         if field:

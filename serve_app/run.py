@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -15,8 +16,15 @@ from .app import build_app
 APP_NAME = "voxserve"
 
 
+# Ray's own log files rotate (its defaults keep up to 512 MB x 5 per file); the processes that
+# ray.init starts read these from the environment.
+LOG_ROTATION = {"RAY_ROTATION_MAX_BYTES": str(16 * 2**20), "RAY_ROTATION_BACKUP_COUNT": "4"}
+
+
 def main() -> None:
     settings = get_settings()
+    for name, value in LOG_ROTATION.items():
+        os.environ.setdefault(name, value)
     ray.init(include_dashboard=False, configure_logging=False)
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(build_app({}), name=APP_NAME, route_prefix="/", blocking=False)

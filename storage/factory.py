@@ -83,5 +83,6 @@ def create_store(settings: Settings) -> str:
     should open (a local path made absolute, so replicas with another working directory agree)."""
     store = open_store(settings, create=True)
     if isinstance(store, LocalStore):
+        store.url("probe")  # the URL signing key is made now, not by the first request
         return f"file://{store.root}"
     return settings.store

@@ -320,7 +320,11 @@ class LocalStore(AudioStore):
     def _load_or_create_signing_key(self) -> bytes:
         path = self.root / ".signing-key"
         if not path.exists():
-            self._create_signing_key(path)
+            try:
+                self._create_signing_key(path)
+            except OSError as exc:
+                raise StorageUnavailable(f"local storage unavailable: cannot create the URL signing key "
+                                         f"({type(exc).__name__}: {exc.strerror})") from exc
         # A fallback O_EXCL writer may still be filling the file; wait briefly for content.
         for _ in range(50):
             text = path.read_text().strip()

@@ -95,7 +95,7 @@ def cache_headers(expires_at: int) -> dict[str, str]:
             "Expires": email.utils.formatdate(expires_at, usegmt=True)}
 
 
-@router.get("/v1/tts/status/{key:path}", responses=error_responses(404, 503))
+@router.get("/v1/tts/status/{key:path}", responses=error_responses(404, 422, 503))
 async def audio_status(key: str, services: Services = Depends(get_services)) -> dict:
     """Whether a key's audio is stored: ``stored``; ``pending`` (a stream's store failed, retrying)
     or ``failed`` with the reason. A stream advertises this in its ``X-Audio-Status`` header."""
