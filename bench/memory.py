@@ -69,7 +69,7 @@ def main() -> int:
     from serve_app.app import build_app
 
     store = Path(tempfile.mkdtemp(prefix="voxmem-"))
-    ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+    ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
     port = 8000 + random.randrange(1000, 2000)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"store": f"file://{store}", "public_base_url": f"http://127.0.0.1:{port}"}),

@@ -113,6 +113,11 @@ def test_killed_synthesizer_replica_gives_no_500(chaos_app):
             assert_json_error(a, 503)
     assert len(answers) - killed_at >= 4, "load did not continue after the kill"
     assert codes.count(200) >= 0.9 * len(codes), codes
+    # Item 2: ready again (here: never out) within a minute of the crash.
+    deadline = time.monotonic() + 60
+    while httpx.get(chaos_app + "/readyz", timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, httpx.get(chaos_app + "/readyz").text
+        time.sleep(1)
 
 
 def test_overload_inside_the_service_is_json(chaos_app):

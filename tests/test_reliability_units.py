@@ -207,3 +207,118 @@ def test_output_length_is_bounded_before_any_model_work():
     engine.prepare(text, SynthesisOptions(speed=0.5))  # any ordinary 5000 characters pass, even slowed down
     with pytest.raises(TextTooLong):
         TTSEngine(Settings(device="cpu", max_phonemes=1000)).prepare(text, SynthesisOptions())
+
+
+# ---------------------------------------------------------------------- item 5: claims
+
+
+def test_a_claim_whose_request_ended_is_taken_over_at_once(tmp_path):
+    import asyncio
+
+    from serve_app.claims import ClaimBook, claim_key
+
+    store = local(tmp_path / "s")
+    book = ClaimBook(store, ttl_s=120)
+    key = "tts/ab/abc.wav"
+    assert book.try_claim(key)
+    other = ClaimBook(store, ttl_s=120)           # another replica: the claim is live
+    assert not other.try_claim(key)
+
+    async def failed_request():
+        async with book.held(key):
+            store.delete = _broken_delete   # storage blips as the request fails: release fails
+            raise StorageUnavailable("blip")
+
+    def _broken_delete(k):
+        raise StorageUnavailable("blip")
+
+    original_delete = LocalStore.delete.__get__(store)
+    with pytest.raises(StorageUnavailable):
+        asyncio.run(failed_request())
+    store.delete = original_delete
+    assert store.exists(claim_key(key))           # left behind
+    started = time.monotonic()
+    assert book.try_claim(key)                    # the retry on this replica does not wait 120 s
+    assert time.monotonic() - started < 1
+
+
+def test_a_claim_not_refreshed_expires_within_its_ttl(tmp_path):
+    from serve_app.claims import ClaimBook
+
+    store = local(tmp_path / "s")
+    dead = ClaimBook(store, ttl_s=0.3)
+    assert dead.try_claim("tts/ab/x.wav")
+    alive = ClaimBook(store, ttl_s=0.3)
+    assert not alive.try_claim("tts/ab/x.wav")
+    time.sleep(0.4)
+    assert alive.try_claim("tts/ab/x.wav")
+
+
+def test_a_held_claim_is_refreshed(tmp_path):
+    import asyncio
+    import json
+
+    from serve_app.claims import ClaimBook, claim_key
+
+    store = local(tmp_path / "s")
+    book = ClaimBook(store, ttl_s=0.3)
+
+    async def long_work():
+        assert book.try_claim("tts/ab/y.wav")
+        async with book.held("tts/ab/y.wav"):
+            await asyncio.sleep(0.7)
+            stamp = json.loads(store.get(claim_key("tts/ab/y.wav")))["at"]
+            assert time.time() - stamp < 0.3   # refreshed: another replica would not take it over
+            assert not ClaimBook(store, ttl_s=0.3).try_claim("tts/ab/y.wav")
+
+    asyncio.run(long_work())
+    assert not store.exists(claim_key("tts/ab/y.wav"))
+
+
+# ---------------------------------------------------------------------- item 1: replica loss
+
+
+def test_a_call_whose_replica_died_is_retried_once_then_503():
+    import asyncio
+
+    from ray.exceptions import ActorDiedError
+
+    from serve_app.resilience import once_more
+    from tts_engine.errors import ServiceUnavailable
+
+    calls = []
+
+    async def dies_then_works():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ActorDiedError()
+        return "audio"
+
+    assert asyncio.run(once_more(dies_then_works, "synthesis")) == "audio" and len(calls) == 2
+
+    async def always_dies():
+        raise ActorDiedError()
+
+    with pytest.raises(ServiceUnavailable) as err:
+        asyncio.run(once_more(always_dies, "synthesis"))
+    assert err.value.status == 503
+
+    async def bad_input():
+        calls.append(1)
+        raise InvalidInput("no", field="text")
+
+    calls.clear()
+    with pytest.raises(InvalidInput):
+        asyncio.run(once_more(bad_input, "synthesis"))
+    assert len(calls) == 1   # only a lost replica is retried
+
+
+# ---------------------------------------------------------------------- item 13: log rotation
+
+
+def test_log_rotation_is_configured():
+    from serve_app.run import LOG_ROTATION
+
+    assert int(LOG_ROTATION["RAY_ROTATION_MAX_BYTES"]) <= 64 * 2**20
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert "RAY_ROTATION_MAX_BYTES" in makefile and "RAY_ROTATION_BACKUP_COUNT" in makefile
