@@ -6,6 +6,8 @@ Bound once per family (``Synthesizer-piper``, ``Synthesizer-kokoro``) so each sc
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -14,10 +16,13 @@ from ray import serve
 from ray.serve.metrics import Histogram
 
 from tts_engine.engine import TTSEngine
+from tts_engine.models.fastpath import release_freed_memory
 from tts_engine.models.protocol import RenderItem
 from tts_engine.settings import Settings
 
 from .options import SYNTHESIZER
+
+TRIM_EVERY_S = 1.0
 
 
 @serve.deployment(name="Synthesizer", **SYNTHESIZER)
@@ -29,6 +34,8 @@ class Synthesizer:
         self.render.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
         self.engine.model(next(v.id for v in self.engine.voices.list() if v.family == family))  # load first
         self.batch_sizes: Counter[int] = Counter()
+        self.rendering = 0  # batches and streams in progress
+        self.trimmed_at = 0.0
         self.batch_histogram = Histogram(
             "voxserve_batch_size", description="Sentences per Synthesizer batch",
             boundaries=[1, 2, 4, 8, 16, 32], tag_keys=("family",),
@@ -41,7 +48,12 @@ class Synthesizer:
         self.batch_sizes[len(items)] += 1
         self.batch_histogram.observe(len(items))
         # Torch releases the GIL: rendering in a thread keeps the loop free to gather the next batch.
-        return await asyncio.to_thread(self._render_grouped, items)
+        self.rendering += 1
+        try:
+            return await asyncio.to_thread(self._render_grouped, items)
+        finally:
+            self.rendering -= 1
+            self._release_memory()
 
     def _render_grouped(self, items: list[RenderItem]) -> list[np.ndarray]:
         out: list[np.ndarray | None] = [None] * len(items)
@@ -63,8 +75,23 @@ class Synthesizer:
         """Chunks of one sentence as the decoder produces them (the first one short)."""
         chunks = self.engine.render_stream(item)
         done = object()
-        while (chunk := await asyncio.to_thread(next, chunks, done)) is not done:
-            yield chunk
+        self.rendering += 1
+        try:
+            while (chunk := await asyncio.to_thread(next, chunks, done)) is not done:
+                yield chunk
+        finally:
+            self.rendering -= 1
+            self._release_memory()
+
+    def _release_memory(self) -> None:
+        """Freed buffers back to the OS when idle, and at least every TRIM_EVERY_S under load:
+        without it a replica grows to several GB (tts_engine/models/fastpath.py, docs/BENCHMARKS.md)."""
+        now = time.monotonic()
+        if self.rendering and now - self.trimmed_at < TRIM_EVERY_S:
+            return
+        self.trimmed_at = now
+        # In the thread pool, not awaited: the answer does not wait for the trim.
+        asyncio.get_running_loop().run_in_executor(None, release_freed_memory)
 
     def stats(self) -> dict:
-        return {"batch_sizes": dict(self.batch_sizes)}
+        return {"batch_sizes": dict(self.batch_sizes), "pid": os.getpid()}
