@@ -63,6 +63,7 @@ class Services:
             sample_rate=body.sample_rate, cache=body.cache, request_id=request.state.request_id,
             conditioning_key=conditioning.identity() if conditioning else "",
             transform=conditioning.apply if conditioning else None,
+            timestamps=body.timestamps or body.captions is not None, captions=body.captions,
         )
 
 

@@ -26,14 +26,19 @@ async def streaming_response(services: Services, req: AudioRequest, route: str) 
 
 
 async def sse_response(services: Services, req: AudioRequest) -> StreamingResponse:
-    """OpenAI's ``stream_format: sse``: base64 audio deltas, then a done event."""
+    """OpenAI's ``stream_format: sse``: base64 audio deltas, then a done event; with timestamps,
+    a ``speech.word`` event per word (``word, start_s, end_s``) before its sentence's audio."""
     stream = await services.synthesis.stream(req)
 
     async def events():
         async for chunk in stream.body:
-            if chunk:
+            if isinstance(chunk, list):  # word timestamps (only when the request asked for them)
+                for word in chunk:
+                    yield f"data: {json.dumps({'type': 'speech.word', **word.to_dict()}, ensure_ascii=False)}\n\n"
+            elif chunk:
                 event = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()}
                 yield f"data: {json.dumps(event)}\n\n"
-        yield f"data: {json.dumps({'type': 'speech.audio.done'})}\n\n"
+        yield f"data: {json.dumps({'type': 'speech.audio.done', 'audio_url': stream.url})}\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"X-Audio-URL": stream.url})
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"X-Audio-URL": stream.url, "X-Sample-Rate": str(stream.sample_rate)})

@@ -20,8 +20,11 @@ import numpy as np
 from tts_engine.audio import encoders
 from tts_engine.audio.assembly import finish_audio, join_sentences, silence
 from tts_engine.engine import Prepared, SynthesisOptions
+from tts_engine.models.protocol import Rendered
 from tts_engine.settings import Settings
+from tts_engine.timestamps import WordTiming, sentence_words, trimmed
 from storage import AudioStore, StoredObject
+from storage.word_files import WordFiles
 
 from .metrics import IngressMetrics
 
@@ -48,6 +51,10 @@ class AudioRequest:
     conditioning_key: str = ""
     # Applied to the finished audio (voice adaptation); None for plain voices.
     transform: Callable[[np.ndarray, int], np.ndarray] | None = None
+    # Word timestamps: answered with the audio and stored beside it (see serve_app/timed.py);
+    # captions: "srt" | "vtt" side file made from them.
+    timestamps: bool = False
+    captions: str | None = None
 
 
 @dataclass
@@ -62,6 +69,8 @@ class Result:
     data: bytes | None = None
     timings: dict[str, float] = field(default_factory=dict)
     stored: StoredObject | None = None
+    words: list[WordTiming] | None = None     # rendered with the audio (None: not asked, or cached)
+    captions_url: str | None = None
 
 
 @dataclass
@@ -158,14 +167,19 @@ class SynthesisService:
 
     async def render(self, prepared: Prepared, transform=None) -> np.ndarray:
         """All sentences at once (they batch and spread over replicas), joined in order."""
+        return (await self.render_timed(prepared, transform))[0]
+
+    async def render_timed(self, prepared: Prepared, transform=None) -> tuple[np.ndarray, list[WordTiming]]:
+        """``render`` and the word timestamps of its audio."""
         synthesizer = self.synthesizer_for(prepared)
         calls = [synthesizer.render.remote(item) for item in prepared.items()]
-        pieces = await asyncio.gather(*calls)
+        pieces = [Rendered.of(p) for p in await asyncio.gather(*calls)]
         rate = prepared.voice.sample_rate
-        audio = join_sentences(pieces, rate, prepared.pause(self.settings.sentence_pause_s))
+        audio = join_sentences([p.audio for p in pieces], rate, prepared.pause(self.settings.sentence_pause_s))
         if transform is not None:
             audio = await asyncio.to_thread(transform, audio, rate)
-        return finish_audio(audio, rate, prepared.volume, prepared.pitch)
+        audio = finish_audio(audio, rate, prepared.volume, prepared.pitch)
+        return audio, trimmed(prepared.words(pieces, self.settings.sentence_pause_s), audio, rate)
 
     def synthesizer_for(self, prepared: Prepared):
         """The Synthesizer deployment of the voice's model family (each family scales on its own)."""
@@ -277,17 +291,20 @@ class SynthesisService:
     async def _synthesize_fresh(self, req: AudioRequest, prepared: Prepared, fmt: str, rate: int,
                                 key: str, frontend_ms: float) -> Result:
         t0 = time.perf_counter()
-        audio = await self.render(prepared, req.transform)
+        audio, words = await self.render_timed(prepared, req.transform)
         source_rate = prepared.voice.sample_rate
         data = await asyncio.to_thread(encoders.encode, audio, source_rate, fmt, rate)
         t1 = time.perf_counter()
         duration = len(audio) / source_rate
         meta = self.metadata(prepared, fmt, rate, duration)
         stored = await asyncio.to_thread(self.store.put, key, data, encoders.CONTENT_TYPES[fmt], meta)
+        if req.timestamps:
+            await asyncio.to_thread(WordFiles(self.store).put_words, key, words)
         t2 = time.perf_counter()
         self.metrics.produced(duration)
         timings = {"frontend_ms": frontend_ms, "synthesis_ms": (t1 - t0) * 1000, "storage_ms": (t2 - t1) * 1000}
-        return Result(key, self.store.url(key), duration, rate, fmt, prepared.voice.id, False, data, timings, stored)
+        return Result(key, self.store.url(key), duration, rate, fmt, prepared.voice.id, False, data, timings, stored,
+                      words if req.timestamps else None)
 
     # ------------------------------------------------------------------ streaming
 
@@ -295,9 +312,13 @@ class SynthesisService:
         prepared, fmt, rate, key = await self.prepare(req)
         url = self.store.url(key)
         hit = await self.cached(req, key)
+        words = None
+        if hit is not None and req.timestamps:  # cached audio without stored words: render again
+            words = await asyncio.to_thread(WordFiles(self.store).get_words, key)
+            hit = hit if words is not None else None
         if hit is not None:
             data = await asyncio.to_thread(self.store.get, key)
-            return Stream(key, url, hit.content_type, True, _once(data), rate)
+            return Stream(key, url, hit.content_type, True, _once(*([words] if words else []), data), rate)
         encoder = encoders.StreamEncoder(fmt, prepared.voice.sample_rate, rate)
         body = self._stream_body(req, prepared, encoder, key, fmt, rate, on_first_byte)
         return Stream(key, url, encoder.content_type, False, body, rate)
@@ -308,13 +329,18 @@ class SynthesisService:
         the threshold), completed at the end and aborted if anything fails or the client leaves.
         WAV is the exception: its stored copy needs real sizes in the header, so it is put at the end."""
         sink = _StreamSink(self.store, key, fmt, rate, self.metadata(prepared, fmt, rate, None))
-        samples, sent_audio = 0, False
+        samples, sent_audio, words = 0, False, []
         try:
             header = encoder.header()
             await sink.write(header)
             if header:
                 yield header
             async for audio in self._audio_chunks(prepared, req.transform):
+                if isinstance(audio, list):  # a sentence's word timestamps, just before its audio
+                    words += audio
+                    if req.timestamps:
+                        yield audio
+                    continue
                 samples += len(audio)
                 data = await asyncio.to_thread(encoder.feed, audio)
                 if data:
@@ -328,39 +354,53 @@ class SynthesisService:
             yield tail
             duration = samples / prepared.voice.sample_rate
             await sink.complete(duration)
+            if req.timestamps:
+                await asyncio.to_thread(WordFiles(self.store).put_words, key, words)
             self.metrics.produced(duration)
         except BaseException:
             log.warning("stream for %s ended early (request %s); upload aborted", key, req.request_id)
             await asyncio.shield(sink.abort())
             raise
 
-    async def _audio_chunks(self, prepared: Prepared, transform) -> AsyncIterator[np.ndarray]:
+    async def _audio_chunks(self, prepared: Prepared, transform) -> AsyncIterator[np.ndarray | list[WordTiming]]:
         """The first sentence chunk by chunk (fast first audio); the rest rendered concurrently
-        once the first audio is out, and yielded in order as each is ready."""
+        once the first audio is out, and yielded in order as each is ready. Before each
+        sentence's audio: its word timestamps (a list, seconds from the stream's start)."""
         rate = prepared.voice.sample_rate
         items = prepared.items()
         synthesizer = self.synthesizer_for(prepared)
         whole_sentences = transform is not None or prepared.pitch != 0  # WORLD needs whole sentences
         later: list[Awaitable[np.ndarray] | None] = []
+        position = 0  # samples yielded so far: where the next sentence starts
         try:
             if whole_sentences:
                 later = [synthesizer.render.remote(item) for item in items]
             else:
                 first = synthesizer.options(stream=True).render_stream.remote(items[0])
                 async for chunk in first:
+                    chunk = Rendered.of(chunk)
                     if not later:
                         later = [None] + [synthesizer.render.remote(item) for item in items[1:]]
-                    yield finish_audio(chunk, rate, prepared.volume)
+                        yield sentence_words(prepared.sentences[0].words, chunk, rate)
+                    position += len(chunk.audio)
+                    yield finish_audio(chunk.audio, rate, prepared.volume)
             for i, pending in enumerate(later):
                 if pending is None:
                     continue
                 if i:
-                    yield silence(prepared.pause(self.settings.sentence_pause_s), rate)
-                audio = await pending
+                    gap = silence(prepared.pause(self.settings.sentence_pause_s), rate)
+                    position += len(gap)
+                    yield gap
+                rendered = Rendered.of(await pending)
                 later[i] = None
+                audio = rendered.audio
                 if transform is not None:
                     audio = await asyncio.to_thread(transform, audio, rate)
-                yield finish_audio(audio, rate, prepared.volume, prepared.pitch)
+                audio = finish_audio(audio, rate, prepared.volume, prepared.pitch)
+                words = sentence_words(prepared.sentences[i].words, rendered, rate, position / rate)
+                yield trimmed(words, audio, rate, position / rate)
+                position += len(audio)
+                yield audio
         finally:
             for pending in later:  # the client left: don't keep replicas busy for nobody
                 _cancel(pending)
@@ -375,8 +415,9 @@ def _cancel(pending) -> None:
         pending.close()  # a bare coroutine
 
 
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data
+async def _once(*items):
+    for item in items:
+        yield item
 
 
 class _StreamSink:

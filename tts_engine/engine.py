@@ -23,11 +23,12 @@ import torch
 from tts_engine.audio.assembly import finish_audio, join_sentences, silence
 from tts_engine.errors import InvalidInput, UnsupportedLanguage
 from tts_engine.models.fastpath import keep_freed_memory_mapped
-from tts_engine.models.protocol import ModelFamily, RenderItem, SpeechModel, StreamChunking
+from tts_engine.models.protocol import ModelFamily, Rendered, RenderItem, SpeechModel, StreamChunking
 from tts_engine.models.registry import model_families
 from tts_engine.text.split_methods import SPLIT_METHODS
 from tts_engine.settings import Settings, get_settings
 from tts_engine.text.frontend import Sentence, cjk_language, resolve_language, validate_text
+from tts_engine.timestamps import WordTiming, sentence_words, trimmed
 from tts_engine.voices import VoiceCatalog, VoiceInfo
 
 SPEED_RANGE = (0.5, 2.0)
@@ -110,6 +111,16 @@ class Prepared:
         """One render item per sentence."""
         return [RenderItem(self.voice.id, s.ids, c, self.speaker_id) for s, c in zip(self.sentences, self.controls)]
 
+    def words(self, pieces: Sequence[Rendered], default_pause_s: float) -> list[WordTiming]:
+        """Word timestamps of the joined audio (sentences in order, pauses between them)."""
+        rate, pause = self.voice.sample_rate, int(self.pause(default_pause_s) * self.voice.sample_rate)
+        out: list[WordTiming] = []
+        start = 0
+        for sentence, piece in zip(self.sentences, pieces):
+            out += sentence_words(sentence.words, piece, rate, start / rate)
+            start += len(piece.audio) + pause
+        return out
+
 
 @dataclass
 class Synthesis:
@@ -119,6 +130,7 @@ class Synthesis:
     language: str
     seed: int
     dropped: list[str] = field(default_factory=list)
+    words: list[WordTiming] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -156,7 +168,7 @@ class TTSEngine:
             if i:
                 yield silence(prepared.pause(self.settings.sentence_pause_s), rate)
             for chunk in self.render_stream(item):
-                yield finish_audio(chunk, rate, prepared.volume, prepared.pitch)
+                yield finish_audio(chunk.audio, rate, prepared.volume, prepared.pitch)
 
     # ------------------------------------------------------------------ text side
 
@@ -214,23 +226,27 @@ class TTSEngine:
                 self._models[voice_id] = self.families[voice.family].load(voice, str(self.device))
             return self._models[voice_id]
 
-    def render_batch(self, voice_id: str, items: Sequence[RenderItem]) -> list[np.ndarray]:
-        """Sentences of one voice -> one waveform each (a padded batch where the family batches)."""
+    def render_batch(self, voice_id: str, items: Sequence[RenderItem]) -> list[Rendered]:
+        """Sentences of one voice -> one waveform (and symbol durations) each (a padded batch where
+        the family batches)."""
         return self.model(voice_id).render_batch(items)
 
-    def render_stream(self, item: RenderItem) -> Iterator[np.ndarray]:
-        """One sentence, decoded in overlapping chunks (the first one short) as they are ready."""
+    def render_stream(self, item: RenderItem) -> Iterator[Rendered]:
+        """One sentence, decoded in overlapping chunks (the first one short, carrying the symbol
+        durations) as they are ready."""
         s = self.settings
         chunking = StreamChunking(s.stream_first_chunk_s, s.stream_chunk_s, s.stream_context_s)
         return self.model(item.voice).render_stream(item, chunking)
 
     # ------------------------------------------------------------------ assembly
 
-    def finish(self, prepared: Prepared, pieces: Sequence[np.ndarray]) -> Synthesis:
+    def finish(self, prepared: Prepared, pieces: Sequence[Rendered | np.ndarray]) -> Synthesis:
         rate = prepared.voice.sample_rate
-        audio = join_sentences(pieces, rate, prepared.pause(self.settings.sentence_pause_s))
+        rendered = [Rendered.of(p) for p in pieces]
+        audio = join_sentences([r.audio for r in rendered], rate, prepared.pause(self.settings.sentence_pause_s))
         audio = finish_audio(audio, rate, prepared.volume, prepared.pitch)
-        return Synthesis(audio, rate, prepared.voice.id, prepared.language, prepared.seed, prepared.dropped)
+        words = trimmed(prepared.words(rendered, self.settings.sentence_pause_s), audio, rate)
+        return Synthesis(audio, rate, prepared.voice.id, prepared.language, prepared.seed, prepared.dropped, words)
 
     def model_version(self, voice_id: str) -> str:
         """Changes whenever the voice's weights or our implementation change (part of cache keys)."""

@@ -10,7 +10,8 @@ from tts_engine.errors import BadRequest
 
 from ..context import Services, get_services
 from ..http_io import FORM_TYPES, body_schema, content_type_of, read_form, read_model, validated
-from ..responses import streaming_response
+from .. import timed
+from ..responses import sse_response, streaming_response
 from ..schemas import TTSRequest, TTSResponse
 from ..synthesis import AudioRequest
 
@@ -23,15 +24,19 @@ async def tts(request: Request, services: Services = Depends(get_services)) -> R
     """Synthesize; answer a storage URL (default), base64 audio in JSON, or the audio bytes.
     Also takes multipart/form-data: the same fields plus a ``reference_audio`` file."""
     body, req = await read_tts(request, services)
-    result = await services.synthesis.synthesize(req, want_bytes=body.response != "url")
+    result = await timed.synthesize(services.synthesis, req, want_bytes=body.response != "url")
     if body.response == "binary":
-        return Response(result.data, media_type=encoders.CONTENT_TYPES[result.format],
-                        headers={"X-Audio-URL": result.url, "X-Cache": "hit" if result.cached else "miss"})
+        headers = {"X-Audio-URL": result.url, "X-Cache": "hit" if result.cached else "miss"}
+        if result.captions_url:
+            headers["X-Captions-URL"] = result.captions_url
+        return Response(result.data, media_type=encoders.CONTENT_TYPES[result.format], headers=headers)
     payload = TTSResponse(
         audio_url=result.url, key=result.key, duration_s=round(result.duration_s, 3),
         sample_rate=result.sample_rate, format=result.format, voice=result.voice, cached=result.cached,
         request_id=req.request_id, timings=result.timings,
         audio_base64=base64.b64encode(result.data).decode() if body.response == "base64" else None,
+        words=[w.to_dict() for w in result.words] if req.timestamps and result.words is not None else None,
+        captions_url=result.captions_url,
     )
     return JSONResponse(payload.model_dump(exclude_none=True))
 
@@ -40,8 +45,11 @@ async def tts(request: Request, services: Services = Depends(get_services)) -> R
              responses={200: {"content": {"audio/*": {}}, "description": "Chunked audio"}})
 async def tts_stream(request: Request, services: Services = Depends(get_services)) -> StreamingResponse:
     """Chunked audio; first bytes leave as soon as the first chunk is vocoded. The whole file is
-    also stored under its key, whose URL is in ``X-Audio-URL``."""
+    also stored under its key, whose URL is in ``X-Audio-URL``. With ``"timestamps": true`` the
+    answer is server-sent events: ``speech.word`` before each sentence's ``speech.audio.delta``s."""
     _, req = await read_tts(request, services)
+    if req.timestamps:
+        return await sse_response(services, req)
     return await streaming_response(services, req, "/v1/tts/stream")
 
 

@@ -41,6 +41,9 @@ class Sentence:
     phonemes: list[str]  # phoneme symbols (NFD code points) as produced by espeak
     ids: list[int]  # phoneme ids for the voice, with BOS/pad/EOS
     dropped: list[str]  # phoneme symbols the voice's id map lacks (dropped, reported)
+    # (word, start, end): ids[start:end] speak the word (Chinese: one entry per character);
+    # word timestamps time these spans.
+    words: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -444,6 +447,19 @@ def _without_cjk(text: str) -> tuple[str, list[str]]:
     return re.sub(r"\s+", " ", kept).strip(), list(dict.fromkeys(unreadable))
 
 
+def _word_spans(text: str, phonemes: list[str], espeak_voice: str,
+                id_map: dict[str, list[int]]) -> tuple[tuple[str, int, int], ...]:
+    """Each written word's span over the sentence's ids (see word_align.py; ~1 ms a sentence)."""
+    from tts_engine.text.word_align import align_words, id_spans, text_words, word_phonemes
+
+    def clauses(piece: str) -> list[str]:
+        return [_LANGUAGE_SWITCH.sub("", ph) for ph, _t, _e in _espeak_clauses(piece, espeak_voice)]
+
+    words = text_words(text)
+    spans = align_words(phonemes, words, word_phonemes(words, clauses))
+    return tuple(id_spans(phonemes, id_map, spans))
+
+
 class TextFrontend:
     """Turns request text into per-sentence phoneme ids for one voice's id map."""
 
@@ -473,7 +489,9 @@ class TextFrontend:
             if not _is_speakable(phonemes):
                 continue
             ids, dropped = phoneme_ids(phonemes, id_map)
-            sentences.append(Sentence(text=chunk, phonemes=phonemes, ids=ids, dropped=unreadable + dropped))
+            words = _word_spans(readable, phonemes, espeak_voice, id_map)
+            sentences.append(Sentence(text=chunk, phonemes=phonemes, ids=ids, dropped=unreadable + dropped,
+                                      words=words))
         if not sentences:
             raise EmptyText("no speakable text remains after normalization", field="text")
         return FrontendResult(language=resolved, normalized_text=normalized, sentences=sentences)

@@ -38,7 +38,9 @@ class KokoroFrontend:
             out = self.phonemizer.phonemize(chunk, lang)
             if not any(c.isalnum() for c in out.phonemes):
                 continue  # punctuation only: nothing to say
-            sentences.append(Sentence(text=chunk, phonemes=list(out.phonemes), ids=out.ids, dropped=out.dropped))
+            # Kokoro has one id per phoneme symbol, so phoneme spans are id spans.
+            sentences.append(Sentence(text=chunk, phonemes=list(out.phonemes), ids=out.ids, dropped=out.dropped,
+                                      words=tuple(out.units)))
         if not sentences:
             raise EmptyText("no speakable text remains after normalization", field="text")
         return FrontendResult(language=resolved, normalized_text=cleaned, sentences=sentences)

@@ -41,6 +41,8 @@ class PhonemizedText:
     dropped: list[str]  # symbols or characters left out, each once, in order of appearance
     words: list[tuple[str, int, int]]  # (word, start, end): phonemes[start:end] is the word
     truncated: bool = field(default=False)  # phonemes were cut to MAX_PHONEMES
+    # Like ``words``, but a Chinese word split into its characters: what word timestamps time.
+    units: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 def _language(language: str) -> str:
@@ -118,6 +120,21 @@ def split_cjk(text: str, max_chars: int) -> list[str]:
     return [p for p in out if _SPEAKABLE.search(p)]
 
 
+def _units(tokens: list[PhToken], words: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """``words`` with each word that reads character by character split into its characters.
+    ``words`` has one entry per spoken (non-punctuation, non-empty) token, in order."""
+    spoken = [t for t in tokens if not t.punct and t.phonemes]
+    units: list[tuple[str, int, int]] = []
+    for tok, (word, start, end) in zip(spoken, words):
+        if tok.parts and sum(len(ps) for _c, ps in tok.parts) == end - start:
+            for chars, ps in tok.parts:
+                units.append((chars, start, start + len(ps)))
+                start += len(ps)
+        else:
+            units.append((word, start, end))
+    return units
+
+
 class KokoroPhonemizer:
     """Text -> Kokoro v1.0 phoneme strings and ids, for Mandarin, Japanese and English."""
 
@@ -165,7 +182,8 @@ class KokoroPhonemizer:
                     good.append(ch)
                 elif ch not in dropped:
                     dropped.append(ch)
-            kept.append(PhToken(tok.text, "".join(good), tok.punct))
+            parts = tuple((chars, "".join(c for c in ps if c in self.vocab)) for chars, ps in tok.parts)
+            kept.append(PhToken(tok.text, "".join(good), tok.punct, parts))
         phonemes, words = join_tokens(kept)
         truncated = False
         if len(phonemes) > self.max_phonemes:
@@ -173,7 +191,7 @@ class KokoroPhonemizer:
             truncated = True
             log.warning("Kokoro phonemes cut to %d symbols for text starting %r", len(phonemes), text[:40])
         ids = [self.vocab[c] for c in phonemes]
-        return PhonemizedText(phonemes, ids, dropped, words, truncated)
+        return PhonemizedText(phonemes, ids, dropped, words, truncated, _units(kept, words))
 
     def _truncate(self, phonemes: str, words: list[tuple[str, int, int]]) -> tuple[str, list[tuple[str, int, int]]]:
         limit = self.max_phonemes
