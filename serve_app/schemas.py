@@ -33,6 +33,11 @@ class TTSRequest(BaseModel):
                                                  "when streaming (the stream is then server-sent events).")
     captions: Literal["srt", "vtt"] | None = Field(None, description="Store SRT or WebVTT captions beside the "
                                                                      "audio; answered as 'captions_url'.")
+    text_type: Literal["auto", "text", "ssml"] = Field(
+        "auto", description="'ssml' parses text as SSML (README: the supported subset); 'auto' does so when it "
+                            "starts with <speak>.")
+    lexicons: list[str] = Field(default_factory=list, max_length=8,
+                                description="Pronunciation lexicons (PUT /v1/lexicons/{name}); the first wins.")
 
     def options(self, voice: str | None = None) -> SynthesisOptions:
         return SynthesisOptions(

@@ -106,6 +106,8 @@ def cache_key(prepared: Prepared, fmt: str, rate: int, conditioning: str = "") -
         identity["split"] = prepared.split
     if prepared.pause_s is not None:
         identity["pause_s"] = prepared.pause_s
+    if prepared.pronunciation_key:  # lexicon entries / SSML <phoneme>: a changed reading changes the audio
+        identity["pronunciations"] = prepared.pronunciation_key
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return f"{AUDIO_PREFIX}/{digest[:2]}/{digest}.{encoders.FILE_EXTENSIONS[fmt]}"
 

@@ -22,17 +22,21 @@ async def synthesize(service: SynthesisService, req: AudioRequest, want_bytes: b
     result = await service.synthesize(req, want_bytes)
     if not req.timestamps:
         return result
-    files = WordFiles(service.store)
     words, fresh = result.words, result.words is not None
     if words is None:
-        words = await asyncio.to_thread(files.get_words, result.key)
+        words = await asyncio.to_thread(WordFiles(service.store).get_words, result.key)
     if words is None:
-        result = await service.synthesize(replace(req, cache=False, timestamps=True), want_bytes)
+        result = await service.synthesize(replace(req, cache=False), want_bytes)
         words, fresh = result.words or [], True
-    captions_url = None
-    if req.captions:
-        key = caption_key(result.key, req.captions)
-        if fresh or await asyncio.to_thread(service.store.head, key) is None:
-            await asyncio.to_thread(files.put_captions, result.key, words, req.captions)
-        captions_url = service.store.url(key)
-    return replace(result, words=words, captions_url=captions_url)
+    return await with_captions(service, req.captions, replace(result, words=words), fresh)
+
+
+async def with_captions(service: SynthesisService, fmt: str | None, result: Result, fresh: bool) -> Result:
+    """``result`` with its captions stored beside the audio (made again if the words are new)."""
+    if not fmt:
+        return result
+    files = WordFiles(service.store)
+    key = caption_key(result.key, fmt)
+    if fresh or await asyncio.to_thread(service.store.head, key) is None:
+        await asyncio.to_thread(files.put_captions, result.key, result.words or [], fmt)
+    return replace(result, captions_url=service.store.url(key))

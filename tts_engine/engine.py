@@ -28,6 +28,7 @@ from tts_engine.models.registry import model_families
 from tts_engine.text.split_methods import SPLIT_METHODS
 from tts_engine.settings import Settings, get_settings
 from tts_engine.text.frontend import Sentence, cjk_language, resolve_language, validate_text
+from tts_engine.text.pronounce import LexiconEntry, Pronunciation, mark, table_identity
 from tts_engine.timestamps import WordTiming, sentence_words, trimmed
 from tts_engine.voices import VoiceCatalog, VoiceInfo
 
@@ -55,6 +56,10 @@ class SynthesisOptions:
     # (None: the server's sentence_pause_s); GPT-SoVITS clients set both per request.
     split: str = "sentence"
     pause_s: float | None = None
+    # Pronunciation overrides (text/pronounce.py): SSML <phoneme> readings the text's placeholders
+    # index, and lexicon entries to match in the text; both win over the frontend's own reading.
+    pronunciations: tuple[Pronunciation, ...] = ()
+    lexicon: tuple[LexiconEntry, ...] = ()
 
     def validated(self) -> "SynthesisOptions":
         if self.split not in SPLIT_METHODS:
@@ -98,6 +103,7 @@ class Prepared:
     control_identity: dict = field(default_factory=dict)  # what of the controls changes the audio
     split: str = "sentence"
     pause_s: float | None = None  # None: the server's sentence_pause_s
+    pronunciation_key: str = ""   # the overrides applied (lexicons, SSML <phoneme>): cache identity
 
     def pause(self, default_s: float) -> float:
         """Seconds of silence between rendered pieces."""
@@ -105,6 +111,7 @@ class Prepared:
 
     @property
     def normalized_text(self) -> str:
+        # Placeholders read as overrides: the cache key adds the overrides' identity to this.
         return " ".join(s.text for s in self.sentences)
 
     def items(self) -> list[RenderItem]:
@@ -188,7 +195,8 @@ class TTSEngine:
                 field="language",
             )
         family = self.families[voice.family]
-        result = family.frontend(text, voice, options.language, options.split)
+        text, table = mark(text, options.pronunciations, options.lexicon)
+        result = family.frontend(text, voice, options.language, options.split, table)
         seed = options.seed if options.seed is not None else random.randrange(2**31)
         controls = family.controls(voice, options, len(result.sentences), seed)
         return Prepared(
@@ -206,6 +214,7 @@ class TTSEngine:
             control_identity=family.cache_identity(controls[0]) if controls else {},
             split=options.split,
             pause_s=options.pause_s,
+            pronunciation_key=table_identity(table),
         )
 
     def _voice_language(self, text: str, requested: str, language: str) -> str:

@@ -95,6 +95,15 @@ class Settings(BaseSettings):
         description="Rate of the CosyVoice routes' headerless PCM (their bundled client plays 22050 Hz).",
     )
 
+    # --- SSML, pronunciation lexicons, realtime WebSocket, playground (issue 14) ----
+    lexicon_max_entries: int = Field(5000, ge=1, le=100_000, description="Entries one lexicon may hold.")
+    ssml_max_parts: int = Field(100, ge=1, description="Voice/prosody/break changes one SSML document may make.")
+    ws_send_queue: int = Field(64, ge=1, description="Messages (audio frames, events) buffered per WebSocket "
+                                                       "client; when full, synthesis waits for the client.")
+    ws_send_timeout_s: float = Field(10.0, gt=0, description="A client that reads nothing for this long while "
+                                                             "its queue is full is disconnected (close 1008).")
+    ws_idle_timeout_s: float = Field(300.0, gt=0, description="A WebSocket with no message for this long is closed.")
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -192,8 +192,9 @@ class KokoroFamily:
                           family=self.name, spoken=LANGUAGES, note=ACCENT_NOTE)
                 for name in sorted(voice_packs())]
 
-    def frontend(self, text: str, voice: VoiceInfo, language: str, split: str = "sentence") -> FrontendResult:
-        return self.text.process(text, language, split)
+    def frontend(self, text: str, voice: VoiceInfo, language: str, split: str = "sentence",
+                 pronunciations: Sequence = ()) -> FrontendResult:
+        return self.text.process(text, language, split, pronunciations)
 
     def controls(self, voice: VoiceInfo, options, n_sentences: int, seed: int) -> list[KokoroControl]:
         control = KokoroControl(voice_pack=voice.id.removeprefix(VOICE_PREFIX), speed=options.speed)

@@ -91,8 +91,9 @@ class PiperFamily:
             paths += sorted(Path(extra).glob("*.onnx"))
         return [read_piper_voice(p) for p in paths if p.with_name(p.name + ".json").exists()]
 
-    def frontend(self, text: str, voice: VoiceInfo, language: str, split: str = "sentence") -> FrontendResult:
-        return self.text.process(text, voice.espeak_voice, voice.phoneme_id_map, language, split)
+    def frontend(self, text: str, voice: VoiceInfo, language: str, split: str = "sentence",
+                 pronunciations: Sequence = ()) -> FrontendResult:
+        return self.text.process(text, voice.espeak_voice, voice.phoneme_id_map, language, split, pronunciations)
 
     def controls(self, voice: VoiceInfo, options, n_sentences: int, seed: int) -> list[NoiseSpec]:
         base = NoiseSpec(

@@ -83,9 +83,11 @@ class ModelFamily(Protocol):
     def voices(self) -> list["VoiceInfo"]:
         """The family's voices, without loading weights."""
 
-    def frontend(self, text: str, voice: "VoiceInfo", language: str, split: str = "sentence") -> "FrontendResult":
+    def frontend(self, text: str, voice: "VoiceInfo", language: str, split: str = "sentence",
+                 pronunciations: Sequence = ()) -> "FrontendResult":
         """Validated text -> normalized pieces (cut by ``split``, see text/split_methods.py) with
-        phoneme ids for ``voice``."""
+        phoneme ids for ``voice``; placeholders in ``text`` are read as ``pronunciations``
+        (text/pronounce.py)."""
 
     def controls(self, voice: "VoiceInfo", options: Any, n_sentences: int, seed: int) -> list[Any]:
         """The per-sentence controls for ``options`` (speed, noise, seed, ...)."""

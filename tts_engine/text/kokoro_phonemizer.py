@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tts_engine.errors import InvalidInput, UnsupportedLanguage
 from tts_engine.text.frontend import split_sentences
 from tts_engine.text.ja_g2p import JapaneseG2P
 from tts_engine.text.kokoro_en import EnglishG2P, PhToken, join_tokens
+from tts_engine.text.pronounce import Pronunciation, kokoro_symbols, leading_punct, split_marked
 from tts_engine.text.zh_g2p import ChineseG2P
 
 __all__ = ["KokoroPhonemizer", "PhonemizedText", "MAX_PHONEMES", "LANGUAGES"]
@@ -60,7 +61,8 @@ def _language(language: str) -> str:
 # or the end, so 3.5 stays whole.
 _CJK_SENTENCE = re.compile(r"(?:[。！？；!?;]|\.(?=\s|$)|…+|\n)+[」』”’）)\"']*")
 _CJK_CLAUSE = re.compile(r"[，、,：:]")
-_SPEAKABLE = re.compile(r"[\w]")
+_SPEAKABLE = re.compile(r"[\w\ue000-\uf8ff]")  # a pronunciation placeholder is speakable
+_PLACEHOLDER = re.compile(r"[\ue000-\uf8ff]")
 
 
 def _hard_wrap(text: str, max_chars: int) -> list[str]:
@@ -164,8 +166,9 @@ class KokoroPhonemizer:
         """The language module's tokens before the vocabulary filter (for inspection)."""
         return self._g2p[_language(language)].tokens(text)
 
-    def phonemize(self, text: str, language: str) -> PhonemizedText:
-        """Phonemes and ids for one sentence or clause of ``text`` in ``language``."""
+    def phonemize(self, text: str, language: str, pronunciations: Sequence[Pronunciation] = ()) -> PhonemizedText:
+        """Phonemes and ids for one sentence or clause of ``text`` in ``language``; placeholders
+        in it are read as their ``pronunciations`` (text/pronounce.py)."""
         lang = _language(language)
         if not isinstance(text, str):
             raise InvalidInput("text must be a string", field="text")
@@ -174,7 +177,7 @@ class KokoroPhonemizer:
             return PhonemizedText("", [], [], [])
         dropped: list[str] = []
         kept: list[PhToken] = []
-        for tok in self._g2p[lang].tokens(text):
+        for tok in self._tokens(text, lang, pronunciations):
             # Group characters of one dropped sequence ("안녕") per code point, in order.
             good = []
             for ch in tok.phonemes:
@@ -192,6 +195,22 @@ class KokoroPhonemizer:
             log.warning("Kokoro phonemes cut to %d symbols for text starting %r", len(phonemes), text[:40])
         ids = [self.vocab[c] for c in phonemes]
         return PhonemizedText(phonemes, ids, dropped, words, truncated, _units(kept, words))
+
+    def _tokens(self, text: str, lang: str, pronunciations: Sequence[Pronunciation]) -> list[PhToken]:
+        """The G2P's tokens; with placeholders, each plain piece read on its own and each override
+        as one word of its given phonemes."""
+        if not _PLACEHOLDER.search(text):
+            return self._g2p[lang].tokens(text)
+        tokens: list[PhToken] = []
+        for piece in split_marked(text, pronunciations):
+            if isinstance(piece, str):
+                punct, rest = leading_punct(piece) if tokens else ("", piece)
+                tokens += [PhToken(mark, mark, punct=True) for mark in punct]
+                if rest.strip():
+                    tokens += self._g2p[lang].tokens(rest)
+            else:
+                tokens.append(PhToken(piece.text, kokoro_symbols(piece, lang)))
+        return tokens
 
     def _truncate(self, phonemes: str, words: list[tuple[str, int, int]]) -> tuple[str, list[tuple[str, int, int]]]:
         limit = self.max_phonemes

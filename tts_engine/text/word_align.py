@@ -27,7 +27,8 @@ def text_words(text: str) -> list[str]:
     """The written words of a sentence: whitespace-separated, edge punctuation removed, and only
     those with a letter or digit (a lone "-" is not a word)."""
     words = [w.strip(_EDGE_PUNCT) for w in _WORD.findall(text)]
-    return [w for w in words if any(ch.isalnum() for ch in w)]
+    # A pronunciation placeholder (Private Use Area) stands for a word.
+    return [w for w in words if any(ch.isalnum() or "\ue000" <= ch <= "\uf8ff" for ch in w)]
 
 
 def word_phonemes(words: Sequence[str], clauses: Phonemizer) -> list[str]:
