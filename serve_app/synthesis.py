@@ -310,6 +310,13 @@ class SynthesisService:
 
     # ------------------------------------------------------------------ streaming
 
+    async def audio_stream(self, req: AudioRequest) -> tuple[Prepared, AsyncIterator[np.ndarray | list[WordTiming]]]:
+        """Float audio of a request as it is rendered (and, before each sentence's, its words),
+        for a caller that encodes and stores it itself: the realtime WebSocket joins many
+        requests into one file."""
+        prepared, *_ = await self.prepare(req)
+        return prepared, self._audio_chunks(prepared, req.transform)
+
     async def stream(self, req: AudioRequest, on_first_byte: Callable[[], None] | None = None) -> Stream:
         prepared, fmt, rate, key = await self.prepare(req)
         url = self.store.url(key)

@@ -89,7 +89,8 @@ def service(tmp_path_factory):
                  include_dashboard=False, configure_logging=False,
                  runtime_env={"env_vars": env})
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        common = {"store_retries": 1, "store_backoff_s": 0.05, "store_timeout_s": 2.0, "batch_wait_timeout_s": 0.05}
+        common = {"store_retries": 1, "store_backoff_s": 0.05, "store_timeout_s": 2.0, "batch_wait_timeout_s": 0.05,
+                  "ws_ack_window_s": 4.0, "ws_send_timeout_s": 3.0}  # realtime WebSocket: small, quick to test
         serve.run(build_app({**common, "store": "s3://voxtest/audio", "reference_dir": str(reference_dir)}),
                   name="s3", route_prefix="/")
         # The second app only needs the English voice: one Synthesizer fewer on a 2-core machine.
