@@ -23,7 +23,7 @@ from tts_engine.settings import Settings
 
 from . import context
 from .errors import install_error_handlers
-from .routers import admin, cloud, cosyvoice, gptsovits, lexicons, native, openai, realtime, voices
+from .routers import admin, cloud, cosyvoice, gptsovits, lexicons, native, openai, pages, realtime, voices
 
 log = logging.getLogger("voxserve")
 
@@ -38,8 +38,9 @@ install_error_handlers(app)
 for router in (native.router, openai.router, voices.router, admin.router,
                gptsovits.router, cosyvoice.router, cloud.router):  # drop-in compatibility adapters
     app.include_router(router)
-for router in (lexicons.router, realtime.router):  # issue 14: lexicons, realtime WebSocket, playground
+for router in (lexicons.router, realtime.router, pages.router):  # issue 14: lexicons, realtime WS, playground
     app.include_router(router)
+app.mount("/static", pages.static_files, name="static")
 
 
 @app.middleware("http")
