@@ -108,7 +108,7 @@ def test_playground_registers_a_voice_and_follows_its_job(service, browser, tmp_
     name.send_keys("playground voice")
     browser.find_element(By.ID, "clip").send_keys(str(path))
     browser.find_element(By.ID, "register").click()
-    wait_for(browser, "return /: (ready|failed)/.test(document.getElementById('jobStatus').textContent) "
+    wait_for(browser, "return ['ready', 'failed'].includes(document.body.dataset.job) "
                       "|| /Refused|Error/.test(document.getElementById('jobStatus').textContent)")
     text = browser.find_element(By.ID, "jobStatus").text
     assert "ready" in text, text

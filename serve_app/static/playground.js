@@ -255,7 +255,11 @@ async function register() {
     if (voice.status === "ready" || voice.status === "failed") {
       bar.value = 1;
       if (voice.status === "failed") status(`${id} failed: ${voice.reason ?? "unknown reason"}`, "jobStatus");
-      else await loadVoices(id);
+      else {
+        await loadVoices(id);
+        status(`${id}: ready in ${waited} s, selected above`, "jobStatus");
+      }
+      document.body.dataset.job = voice.status;
       return;
     }
     await new Promise((r) => setTimeout(r, 1000));
