@@ -148,3 +148,22 @@ def test_render_item_ids_and_spans_agree(engine):
             assert sentence.words
             for _w, s, e in sentence.words:
                 assert 0 <= s <= e <= len(sentence.ids)
+
+
+def test_kokoro_torch_port_reports_the_same_kind_of_durations(tmp_path_factory):
+    """The torch Kokoro (the GPU backend): batched, single and streamed renders agree on durations."""
+    from tts_engine.engine import TTSEngine
+    from tts_engine.settings import Settings
+
+    engine = TTSEngine(Settings(device="cpu", kokoro_backend="torch"))
+    items = [engine.prepare(text, SynthesisOptions(voice="kokoro/jf_alpha")).items()[0]
+             for text in ("你好世界。", "今日はいい天気ですね。")]
+    batch = engine.render_batch(items[0].voice, items)
+    for item, rendered in zip(items, batch):
+        alone = engine.render_batch(item.voice, [item])[0]
+        assert rendered.durations == alone.durations and len(alone.durations) == len(item.ids)
+        assert 0 < alone.offset + sum(alone.durations) <= len(alone.audio)
+    streamed = list(engine.render_stream(items[0]))
+    assert streamed[0].durations == batch[0].durations and streamed[0].offset == batch[0].offset
+    prepared = engine.prepare("你好世界。", SynthesisOptions(voice="kokoro/jf_alpha"))
+    assert [w.word for w in prepared.words(batch[:1], 0.25)] == list("你好世界")
