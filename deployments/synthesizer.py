@@ -11,13 +11,12 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
-import numpy as np
 from ray import serve
 from ray.serve.metrics import Histogram
 
 from tts_engine.engine import TTSEngine
 from tts_engine.models.fastpath import release_freed_memory
-from tts_engine.models.protocol import RenderItem
+from tts_engine.models.protocol import Rendered, RenderItem
 from tts_engine.settings import Settings
 
 from .options import SYNTHESIZER
@@ -43,8 +42,9 @@ class Synthesizer:
         self.batch_histogram.set_default_tags({"family": family})
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def render(self, items: list[RenderItem]) -> list[np.ndarray]:
-        """One sentence per call; Serve gathers concurrent calls into ``items``."""
+    async def render(self, items: list[RenderItem]) -> list[Rendered]:
+        """One sentence per call (its audio and symbol durations); Serve gathers concurrent calls
+        into ``items``."""
         self.batch_sizes[len(items)] += 1
         self.batch_histogram.observe(len(items))
         # Torch releases the GIL: rendering in a thread keeps the loop free to gather the next batch.
@@ -55,8 +55,8 @@ class Synthesizer:
             self.rendering -= 1
             self._release_memory()
 
-    def _render_grouped(self, items: list[RenderItem]) -> list[np.ndarray]:
-        out: list[np.ndarray | None] = [None] * len(items)
+    def _render_grouped(self, items: list[RenderItem]) -> list[Rendered]:
+        out: list[Rendered | None] = [None] * len(items)
         by_voice: dict[str, list[int]] = {}
         for i, item in enumerate(items):
             by_voice.setdefault(item.voice, []).append(i)
@@ -71,8 +71,9 @@ class Synthesizer:
                     out[i] = audio
         return out  # type: ignore[return-value]
 
-    async def render_stream(self, item: RenderItem) -> AsyncIterator[np.ndarray]:
-        """Chunks of one sentence as the decoder produces them (the first one short)."""
+    async def render_stream(self, item: RenderItem) -> AsyncIterator[Rendered]:
+        """Chunks of one sentence as the decoder produces them (the first one short, with the
+        symbol durations)."""
         chunks = self.engine.render_stream(item)
         done = object()
         self.rendering += 1

@@ -24,7 +24,9 @@ from . import context
 from .auth.middleware import AuthMiddleware
 from .errors import VoxServeAPI, install_error_handlers
 from .middleware import RequestContext
-from .routers import account, admin, admin_clients, cloud, cosyvoice, gptsovits, native, oauth, openai, voices
+from .routers import (
+    account, admin, admin_clients, cloud, cosyvoice, gptsovits, lexicons, native, oauth, openai, pages, realtime, voices,
+)
 from .timeouts import BodyTimeoutMiddleware
 
 log = logging.getLogger("voxserve")
@@ -41,6 +43,9 @@ ROUTERS = (native.router, openai.router, voices.router, admin.router, oauth.rout
 for router in ROUTERS:
     app.include_router(router)
 app.state.api_routes = [route for router in ROUTERS for route in router.routes]  # for 405's Allow
+for router in (lexicons.router, realtime.router, pages.router):  # issue 14: lexicons, realtime WS, playground
+    app.include_router(router)
+app.mount("/static", pages.static_files, name="static")
 # Auth (issue 11): every route but the public allow-list (serve_app/auth/scopes.py) needs a
 # credential, including routers added later. Added before RequestContext so that one stays
 # outermost (it logs and counts the 401/403/429s too, and shapes whatever escapes).

@@ -106,6 +106,7 @@ class Services:
             transform=conditioning.apply if conditioning else None,
             cache_scope=f"tenant:{principal.tenant}" if self.settings.effective_cache_scope == "tenant" else "",
             meter=self.meter_for(principal),
+            timestamps=body.timestamps or body.captions is not None, captions=body.captions,
         )
 
 

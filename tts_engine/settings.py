@@ -146,6 +146,17 @@ class Settings(BaseSettings):
         256 * 1024 * 1024, ge=0, description="Audio held in memory per ingress replica for such retries.",
     )
 
+    # --- SSML, pronunciation lexicons, realtime WebSocket, playground (issue 14) ----
+    lexicon_max_entries: int = Field(5000, ge=1, le=100_000, description="Entries one lexicon may hold.")
+    ssml_max_parts: int = Field(100, ge=1, description="Voice/prosody/break changes one SSML document may make.")
+    ws_send_queue: int = Field(64, ge=1, description="Messages (audio frames, events) queued per WebSocket "
+                                                       "client; when full, synthesis waits.")
+    ws_ack_window_s: float = Field(30.0, gt=0, description="Seconds of audio a WebSocket client may leave "
+                                                           "unacknowledged before synthesis waits for its acks.")
+    ws_send_timeout_s: float = Field(10.0, gt=0, description="How long synthesis waits on a full queue or for an "
+                                                             "ack before the client is disconnected (close 1008).")
+    ws_idle_timeout_s: float = Field(300.0, gt=0, description="A WebSocket with no message for this long is closed.")
+
     @classmethod
     def settings_customise_sources(
         cls,
