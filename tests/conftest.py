@@ -95,7 +95,10 @@ def service(tmp_path_factory):
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         # auth: none (loopback): these apps test everything but auth; tests/test_auth.py deploys its own.
         common = {"store_retries": 1, "store_backoff_s": 0.05, "store_timeout_s": 2.0, "batch_wait_timeout_s": 0.05,
-                  "auth": "none"}
+                  "auth": "none",
+                  # Voice matching (issue 13): tiny fitting budgets, the machinery not the quality.
+                  "matching_steps": 2, "matching_seconds": 60.0, "matching_quick_steps": 1,
+                  "matching_quick_seconds": 30.0}
         serve.run(build_app({**common, "store": "s3://voxtest/audio", "reference_dir": str(reference_dir)}),
                   name="s3", route_prefix="/")
         # The second app only needs the English voice: one Synthesizer fewer on a 2-core machine.
