@@ -239,14 +239,19 @@ class VoiceMatcher:
         renderer, objective, prior, phonemizer = self._parts()
         ids = [phonemizer.phonemize(text, "en").ids for text in FIT_SENTENCES]
         packs = voice_packs()
+        allowed = self.settings.matching_start_packs or sorted(packs)
+        unknown = sorted(set(allowed) - set(packs))
+        if unknown:
+            raise ValueError(f"matching_start_packs: no shipped pack named {unknown}; shipped: {sorted(packs)}")
         best = None
-        for i, (name, pack) in enumerate(sorted(packs.items())):  # the nearest shipped pack
+        for i, name in enumerate(allowed):  # the nearest shipped pack
+            pack = packs[name]
             sentences = [renderer.sentence(text, t, pack[len(t) - 1]) for text, t in zip(FIT_SENTENCES, ids)]
             score = sum(sum(_scores(self.embed(s.start_audio.cpu().numpy(), SAMPLE_RATE), target_a).values())
                         for s in sentences)
             if best is None or score > best[0]:
                 best = (score, name, sentences)
-            self._check(progress(0.02 + 0.08 * (i + 1) / len(packs), 0, None))
+            self._check(progress(0.02 + 0.08 * (i + 1) / len(allowed), 0, None))
         _, name, sentences = best
         started = time.monotonic()
 

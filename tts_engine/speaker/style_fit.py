@@ -281,20 +281,20 @@ def fit_style(renderer: KokoroStyleRenderer, objective: SpeakerObjective, prior:
             speaker = speaker + (config.weight_ge2e * sim_g + config.weight_dvector * sim_d) / len(sentences)
             loss = loss + (config.weight_span * prior.out_of_span(style)
                            + config.weight_drift * torch.relu(drift - config.free_drift)) / len(sentences)
-            sims_g.append(float(sim_g))
-            sims_d.append(float(sim_d))
-            drifts.append(float(drift))
+            sims_g.append(float(sim_g.detach()))
+            sims_d.append(float(sim_d.detach()))
+            drifts.append(float(drift.detach()))
             levels.append(float(level_db(audio.detach())) - sent.start_level)
         loss = loss - speaker
         drift, level = max(drifts), min(levels)
         ok = drift <= config.max_drift and level >= -config.max_level_drop_db
-        history.append(FitStep(step, float(loss), float(np.mean(sims_g)), float(np.mean(sims_d)), drift, level,
+        history.append(FitStep(step, float(loss.detach()), float(np.mean(sims_g)), float(np.mean(sims_d)), drift, level,
                                time.monotonic() - started, ok, float(np.mean(held_g)) if held_g else None,
                                float(np.mean(held_d)) if held_d else None))
         if ok:
             good = z.detach().clone()
-            if float(speaker) > best[0]:
-                best = (float(speaker), z.detach().numpy().copy(), step)
+            if float(speaker.detach()) > best[0]:
+                best = (float(speaker.detach()), z.detach().numpy().copy(), step)
         else:
             backoffs += 1
             with torch.no_grad():
