@@ -8,6 +8,7 @@ post-filter, or both) and the voice synthesis starts from.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 
 import numpy as np
@@ -18,6 +19,9 @@ from tts_engine.speaker.matching import METHODS
 from tts_engine.speaker.references import AdaptationConditioning, StyleConditioning
 from tts_engine.text.frontend import cjk_language, resolve_language
 
+from .errors import as_voxserve_error
+
+log = logging.getLogger("voxserve")
 PACK_CACHE = 64
 _packs: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()   # (tenant, style key) -> pack
 
@@ -55,10 +59,19 @@ async def reference_conditioning(services, data: bytes, voice: str | None, langu
             methods = ("kokoro-style", "kokoro-style+dsp")
         elif mode == "always" and not voice:
             methods = ("kokoro-style", "kokoro-style+dsp", "dsp")
+    if methods:
+        try:
+            report = await services.speaker_cache.match.remote(data, tenant, methods)
+        except Exception as exc:  # noqa: BLE001 - see below
+            if as_voxserve_error(exc) is not None:
+                raise  # something about the request (or overload): its own 4xx/503
+            # The fit failed or its replica died: the request still gets the reference's voice,
+            # by DSP adaptation, rather than an error for something it did not do.
+            log.exception("on-the-fly voice matching failed; answering with DSP adaptation")
+            methods = ()
     if not methods:
         analysed = await services.speaker_cache.analyze.remote(data, tenant)
         return voice, AdaptationConditioning(analysed.profile)
-    report = await services.speaker_cache.match.remote(data, tenant, methods)
     if report.method == "dsp":
         return voice, AdaptationConditioning(report.profile)
     return report.base_voice, report.conditioning()

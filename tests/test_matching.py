@@ -310,3 +310,89 @@ def test_matching_budget_settings_are_validated():
         Settings(matching_steps=0)
     with pytest.raises(ValidationError, match="matching_on_the_fly"):
         Settings(matching_on_the_fly="sometimes")
+
+
+# ---------------------------------------------------------------------- the ingress's choice
+
+
+class _Remote:
+    def __init__(self, fn):
+        self.fn = fn
+
+    async def remote(self, *args):
+        return self.fn(*args)
+
+
+class _Cache:
+    def __init__(self, match):
+        self.match = _Remote(match)
+        self.analyze = _Remote(lambda data, tenant: type("Ref", (), {"profile": {"f0_median_hz": 120.0}})())
+
+
+def _services(match, on_the_fly="kokoro_voices"):
+    from tts_engine.settings import Settings
+    from tts_engine.voices import VoiceCatalog
+
+    settings = Settings(matching_on_the_fly=on_the_fly)
+    return type("S", (), {"settings": settings, "voices": VoiceCatalog(settings), "speaker_cache": _Cache(match)})()
+
+
+def _run(coro):
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+def test_kokoro_voice_with_a_reference_gets_the_fitted_style():
+    from serve_app.matching import post_filter, reference_conditioning
+
+    services = _services(lambda data, tenant, methods: _report("kokoro-style"))
+    voice, cond = _run(reference_conditioning(services, b"x", "kokoro/jf_nezumi", "auto", "Hello.", "t"))
+    assert voice == "kokoro/jf_alpha" and isinstance(cond, StyleConditioning) and post_filter(cond) is None
+    # Chinese text without a voice: its default voice is a Kokoro voice, so it is matched too.
+    voice, cond = _run(reference_conditioning(services, b"x", None, "auto", "你好。", "t"))
+    assert isinstance(cond, StyleConditioning)
+
+
+def test_piper_voice_with_a_reference_keeps_dsp():
+    from serve_app.matching import reference_conditioning
+
+    services = _services(lambda *a: pytest.fail("no fit for a Piper voice"))
+    voice, cond = _run(reference_conditioning(services, b"x", None, "auto", "Hello there.", "t"))
+    assert voice is None and isinstance(cond, AdaptationConditioning)
+
+
+def test_a_failed_fit_falls_back_to_dsp_but_request_errors_stay_errors():
+    from serve_app.matching import reference_conditioning
+    from tts_engine.errors import InvalidInput
+
+    def broken(*args):
+        raise RuntimeError("the fit blew up")
+
+    voice, cond = _run(reference_conditioning(_services(broken), b"x", "kokoro/jf_alpha", "auto", "Hi.", "t"))
+    assert voice == "kokoro/jf_alpha" and isinstance(cond, AdaptationConditioning)
+
+    def bad_clip(*args):
+        raise InvalidInput("reference audio is silent", field="reference_audio")
+
+    with pytest.raises(InvalidInput):
+        _run(reference_conditioning(_services(bad_clip), b"x", "kokoro/jf_alpha", "auto", "Hi.", "t"))
+
+
+def test_registered_voice_conditioning_from_its_stored_pack(tmp_path):
+    from serve_app.matching import registered_conditioning
+    from storage import open_store
+    from storage.voices import VoiceRegistry
+    from tts_engine.settings import Settings
+
+    registry = VoiceRegistry(open_store(Settings(store=f"file://{tmp_path}")))
+    record = registry.create("v", "en", None, b"RIFF....", "en_US-joe-medium")
+    voice, cond = _run(registered_conditioning(registry, record))  # DSP-only record (no fit)
+    assert voice == "en_US-joe-medium" and isinstance(cond, AdaptationConditioning)
+    report = _report("kokoro-style+dsp")
+    record.style_key = registry.save_style_pack(record, report.pack())
+    record.base_voice, record.matching, record.profile = report.base_voice, report.public(), report.profile
+    voice, cond = _run(registered_conditioning(registry, record))
+    assert voice == "kokoro/jf_alpha" and isinstance(cond, StyleConditioning)
+    assert isinstance(cond.post, AdaptationConditioning)
+    np.testing.assert_array_equal(cond.pack, report.pack())
