@@ -23,8 +23,6 @@ WER_SENTENCES = (
     "Please call me back before five thirty tomorrow afternoon.",
     "She has been writing computer programs for ten years.",
     "The weather today is sunny with a light breeze from the west.",
-    "I would like a cup of coffee and a glass of water.",
-    "He read three books during the summer vacation.",
 )
 
 

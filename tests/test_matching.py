@@ -94,6 +94,8 @@ def test_missing_dvector_model_is_a_clear_error(tmp_path):
 class _ToyRenderer:
     """A smooth stand-in for Kokoro: a two-tone signal whose pitch and level follow the style."""
 
+    model = type("Model", (), {"device": torch.device("cpu")})()
+
     def __init__(self) -> None:
         self.content = ContentFeatures()
         self.t = torch.arange(SR * 2 // 1, dtype=torch.float32) / 24000
@@ -124,7 +126,7 @@ def _toy_fit(config: FitConfig, steps: int = 3, on_step=None):
     target = tuple(t.detach().numpy() for t in target)
     pack = np.zeros((510, 256), np.float32)
     prior = StylePrior(np.zeros(256, np.float32), np.ones(256, np.float32), np.eye(256, dtype=np.float32)[:8])
-    return fit_style(renderer, _ToyObjective(), prior, "toy", pack, [sent], target, Budget(steps, 60), config,
+    return fit_style(renderer, _ToyObjective(), prior, "toy", pack, [sent], target, Budget(steps, 3600), config,
                      on_step, held=target)
 
 

@@ -63,7 +63,7 @@ class TorchGE2E:
 
     def embed(self, audio: Tensor, sample_rate: int) -> Tensor:
         """Unit GE2E embedding [256] of one utterance; gradients flow back to ``audio``."""
-        wav = normalize_volume(resample(audio.float(), sample_rate, ge2e.SAMPLE_RATE))
+        wav = normalize_volume(resample(audio.float().to(self.mel_basis.device), sample_rate, ge2e.SAMPLE_RATE))
         keep = ge2e.speech_mask(wav.detach().cpu().numpy())
         if keep is not None:
             wav = wav[torch.from_numpy(np.flatnonzero(keep)).to(wav.device)]

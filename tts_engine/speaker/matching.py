@@ -146,8 +146,9 @@ class VoiceMatcher:
 
         self.settings = settings
         self.engine = engine or TTSEngine(settings)
-        self.ge2e = SpeakerEncoder()
-        self.dvector = DVectorEncoder()
+        # Everything a fit differentiates through lives on the engine's device (the GPU if any).
+        self.ge2e = SpeakerEncoder(device=str(self.engine.device))
+        self.dvector = DVectorEncoder(device=str(self.engine.device))
         self.lock = threading.Lock()
         self._fit_parts = None
 

@@ -131,8 +131,9 @@ class StylePrior:
 
     def out_of_span(self, style: Tensor) -> Tensor:
         """Mean square (per dimension) of the whitened style's part outside the shipped span."""
-        z = (style - torch.from_numpy(self.mean)) / torch.from_numpy(self.std)
-        basis = torch.from_numpy(self.basis)
+        dev = style.device
+        z = (style - torch.from_numpy(self.mean).to(dev)) / torch.from_numpy(self.std).to(dev)
+        basis = torch.from_numpy(self.basis).to(dev)
         inside = (z @ basis.T) @ basis
         return ((z - inside) ** 2).mean()
 
@@ -150,6 +151,8 @@ class ContentFeatures:
         self.dct = torch.cos(math.pi / 40 * (k[None, :] + 0.5) * torch.arange(1, n_mfcc)[:, None].float())
 
     def __call__(self, audio: Tensor) -> Tensor:
+        if self.window.device != audio.device:
+            self.window, self.mel, self.dct = (t.to(audio.device) for t in (self.window, self.mel, self.dct))
         spec = torch.stft(audio, 1024, 300, window=self.window, center=True, return_complex=True)
         power = spec.real ** 2 + spec.imag ** 2
         mfcc = self.dct @ torch.log(self.mel @ power + 1e-6)  # [19, frames]
@@ -250,10 +253,11 @@ def fit_style(renderer: KokoroStyleRenderer, objective: SpeakerObjective, prior:
     fitting half). ``on_step(step, delta)`` is called after every step; False cancels. ``held``
     (the held-out half's embeddings) is only scored for the progress report, never optimised."""
     started = time.monotonic()
-    std = torch.from_numpy(prior.std)
-    z = torch.zeros(FULL_DIM, requires_grad=True)
+    device = renderer.model.device
+    std = torch.from_numpy(prior.std).to(device)
+    z = torch.zeros(FULL_DIM, device=device, requires_grad=True)
     optimizer = torch.optim.Adam([z], lr=config.lr)
-    rows = [torch.from_numpy(np.ascontiguousarray(pack[s.row], dtype=np.float32)) for s in sentences]
+    rows = [torch.from_numpy(np.ascontiguousarray(pack[s.row], dtype=np.float32)).to(device) for s in sentences]
     best = (-math.inf, np.zeros(FULL_DIM, np.float32), 0)
     history: list[FitStep] = []
     good = z.detach().clone()
@@ -294,7 +298,7 @@ def fit_style(renderer: KokoroStyleRenderer, objective: SpeakerObjective, prior:
         if ok:
             good = z.detach().clone()
             if float(speaker.detach()) > best[0]:
-                best = (float(speaker.detach()), z.detach().numpy().copy(), step)
+                best = (float(speaker.detach()), z.detach().cpu().numpy().copy(), step)
         else:
             backoffs += 1
             with torch.no_grad():
