@@ -206,7 +206,7 @@ def test_one_real_fit_step(kokoro_parts):
     result = fit_style(renderer, objective, StylePrior.from_packs(voice_packs()), "jf_alpha", pack, [sent], target,
                        Budget(2, 600), FitConfig())
     assert result.steps == 2 and len(result.history) == 2
-    assert result.history[0].drift == pytest.approx(0.0, abs=1e-4)  # step 1 renders the start itself
+    assert result.history[0].drift == pytest.approx(0.0, abs=2e-3)  # step 1 renders the start itself
     assert all(np.isfinite([h.loss, h.ge2e_fit, h.dvector_fit]).all() for h in result.history)
     assert result.summary()["base_pack"] == "jf_alpha"
 
