@@ -32,6 +32,7 @@ OPTION_NAMES = {
     "Synthesizer-kokoro": "SYNTHESIZER",
     "SpeakerEmbeddingCache": "SPEAKER_CACHE",
     "RateLimiter": "RATE_LIMITER",
+    "VoiceMatcher": "VOICE_MATCHER",
 }
 
 
