@@ -18,6 +18,7 @@ from deployments.speaker_cache import SpeakerEmbeddingCache
 from deployments.synthesizer import Synthesizer
 from deployments.text_frontend import TextFrontend
 from storage import create_store
+from deployments.voice_matcher import VoiceMatcherDeployment
 from tts_engine.settings import Settings
 
 from . import context
@@ -112,8 +113,20 @@ def build_app(args: dict | None = None):
     limiter = RateLimiter.bind(overrides) if settings.auth == "required" else None
     return Ingress.options(**sized["Ingress"]).bind(
         TextFrontend.options(**sized["TextFrontend"]).bind(overrides), synthesizers,
-        SpeakerEmbeddingCache.options(**sized["SpeakerEmbeddingCache"]).bind(overrides), settings=overrides,
-        limiter=limiter)
+        SpeakerEmbeddingCache.options(**sized["SpeakerEmbeddingCache"]).bind(overrides,
+                                                                             voice_matcher_for(settings, overrides)),
+        settings=overrides, limiter=limiter)
+
+
+def voice_matcher_for(settings: Settings, overrides: dict):
+    """Voice matching (issue 13): the VoiceMatcher deployment where Kokoro is served, with its own
+    CPU/GPU share from settings; None (DSP adaptation only) elsewhere."""
+    if not settings.matching_enabled or "kokoro" not in settings.model_families:
+        return None
+    actor = {"num_cpus": settings.matching_num_cpus}
+    if settings.matching_num_gpus:
+        actor["num_gpus"] = settings.matching_num_gpus
+    return VoiceMatcherDeployment.options(ray_actor_options=actor).bind(overrides)
 
 
 def synthesizer_for(family: str, settings: Settings, options: dict):

@@ -52,6 +52,9 @@ class AudioRequest:
     conditioning_key: str = ""
     # Applied to the finished audio (voice adaptation); None for plain voices.
     transform: Callable[[np.ndarray, int], np.ndarray] | None = None
+    # Voice matching (issue 13): applied to the text side's result before the cache key and the
+    # render (a fitted style replaces the Kokoro controls); None for plain voices.
+    condition: Callable[[Prepared], Prepared] | None = None
     # Auth (issue 11): the phrase-cache scope ("" = global; "tenant:<t>" keeps tenants' caches
     # apart) and where delivered audio is metered: meter(characters, seconds, cached).
     cache_scope: str = ""
@@ -142,6 +145,8 @@ class SynthesisService:
         fmt = encoders.check_format(req.format)
         prepared: Prepared = await once_more(lambda: self.frontend.prepare.remote(req.text, req.options),
                                              "text preparation")
+        if req.condition is not None:
+            prepared = req.condition(prepared)
         rate = encoders.output_sample_rate(fmt, prepared.voice.sample_rate, req.sample_rate)
         key = cache_key(prepared, fmt, rate, req.conditioning_key, req.cache_scope)
         self._remember_key(req, key, prepared.voice.id, rate)

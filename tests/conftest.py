@@ -96,7 +96,10 @@ def service(tmp_path_factory):
         # auth: none (loopback): these apps test everything but auth; tests/test_auth.py deploys its own.
         # Realtime WebSocket knobs small, so its tests are quick.
         common = {"store_retries": 1, "store_backoff_s": 0.05, "store_timeout_s": 2.0, "batch_wait_timeout_s": 0.05,
-                  "auth": "none", "ws_ack_window_s": 4.0, "ws_send_timeout_s": 3.0}
+                  "auth": "none", "ws_ack_window_s": 4.0, "ws_send_timeout_s": 3.0,
+                  # Voice matching (issue 13): tiny fitting budgets, the machinery not the quality.
+                  "matching_steps": 1, "matching_seconds": 30.0, "matching_quick_steps": 1,
+                  "matching_quick_seconds": 20.0, "matching_start_packs": ["jf_alpha"]}
         serve.run(build_app({**common, "store": "s3://voxtest/audio", "reference_dir": str(reference_dir)}),
                   name="s3", route_prefix="/")
         # The second app only needs the English voice: one Synthesizer fewer on a 2-core machine.

@@ -40,7 +40,8 @@ from .voices import register
 
 router = APIRouter(tags=["cloud API"])
 
-# The registration job has no finer progress than "running"; the number is coarse on purpose.
+# DSP-only registration has no finer progress than "running" (0.5); a voice-matching job reports
+# its own (issue 13).
 STATES = {"processing": ("running", 0.5), "ready": ("completed", 1.0), "failed": ("failed", 1.0)}
 
 
@@ -124,6 +125,8 @@ async def status(task_id: str, request: Request, services: Services = Depends(ge
     except NotFound:
         raise NotFound(f"unknown task '{task_id}'", field="task_id") from None
     state, progress = STATES.get(record.status, ("failed", 1.0))
+    if record.status == "processing" and record.progress:
+        progress = record.progress
     return {"task_id": task_id, "state": state, "progress": progress,
             "voice_id": record.voice_id if state == "completed" else None, "voice_name": record.name,
             "reason": record.reason}

@@ -67,10 +67,13 @@ async def register(services: Services, registry: VoiceRegistry, name: str, langu
     if not name or len(name) > 100:
         raise InvalidInput(f"{name_field} is required (1 to 100 characters)", field=name_field)
     base = services.voices.get(None)
+    spoken = list(base.languages)
+    settings = services.settings
+    if settings.matching_enabled and "kokoro" in settings.model_families:
+        spoken += [lang for lang in ("en", "zh", "ja") if lang not in spoken]  # a fitted style speaks them all
     language = (language or base.languages[0]).strip().lower()
-    if language not in base.languages:
-        raise InvalidInput(f"language '{language}' is not spoken by the base voice ({base.languages})",
-                           field="language")
+    if language not in spoken:
+        raise InvalidInput(f"language '{language}' is not one of {spoken}", field="language")
     await asyncio.to_thread(decode_reference, audio, services.settings, audio_field)
     record = await asyncio.to_thread(registry.create, name, language, transcript, audio, base.id,
                                      max_voices=settings.max_voices_per_owner)
@@ -90,5 +93,6 @@ async def run_registration(services: Services, voice_id: str, tenant: str) -> No
 @router.delete("/v1/voices/{voice_id}", status_code=204, response_class=Response,
                responses=error_responses(404, 503))
 async def delete_voice(voice_id: str, request: Request, services: Services = Depends(get_services)) -> Response:
+    """Delete a voice; a matching job still running for it stops at its next step (cancelled)."""
     await asyncio.to_thread(services.registry_for(request).delete, voice_id)
     return Response(status_code=204)
