@@ -7,6 +7,7 @@ deployments only through their handles, and to storage only through ``AudioStore
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -320,20 +321,27 @@ class SynthesisService:
         WAV is the exception: its stored copy needs real sizes in the header, so it is put at the end."""
         sink = _StreamSink(self.store, key, fmt, rate, self.metadata(prepared, fmt, rate, None))
         samples, sent_audio = 0, False
+        # Performance (issue 10): the first sentence starts rendering before the header goes out,
+        # and PCM/WAV chunks are converted inline (microseconds; a thread hop costs more).
+        chunks = self._audio_chunks(prepared, req.transform)
+        first = asyncio.ensure_future(anext(chunks, None))
+        inline = fmt in ("wav", "pcm")
         try:
             header = encoder.header()
             await sink.write(header)
             if header:
                 yield header
-            async for audio in self._audio_chunks(prepared, req.transform):
+            audio = await first
+            while audio is not None:
                 samples += len(audio)
-                data = await asyncio.to_thread(encoder.feed, audio)
+                data = encoder.feed(audio) if inline else await asyncio.to_thread(encoder.feed, audio)
                 if data:
                     if on_first_byte is not None and not sent_audio:
                         on_first_byte()
                     sent_audio = True
                     await sink.write(data)
                     yield data
+                audio = await anext(chunks, None)
             tail = encoder.finish()
             await sink.write(tail)
             yield tail
@@ -348,6 +356,8 @@ class SynthesisService:
                 req.meter(len(req.text), samples / prepared.voice.sample_rate, False)
             await asyncio.shield(sink.abort())
             raise
+        finally:
+            await _close_chunks(first, chunks)
 
     async def _audio_chunks(self, prepared: Prepared, transform) -> AsyncIterator[np.ndarray]:
         """The first sentence chunk by chunk (fast first audio); the rest rendered concurrently
@@ -357,6 +367,7 @@ class SynthesisService:
         synthesizer = self.synthesizer_for(prepared)
         whole_sentences = transform is not None or prepared.pitch != 0  # WORLD needs whole sentences
         later: list[Awaitable[np.ndarray] | None] = []
+        first = None
         try:
             if whole_sentences:
                 later = [synthesizer.render.remote(item) for item in items]
@@ -366,6 +377,7 @@ class SynthesisService:
                     if not later:
                         later = [None] + [synthesizer.render.remote(item) for item in items[1:]]
                     yield finish_audio(chunk, rate, prepared.volume)
+                first = None
             for i, pending in enumerate(later):
                 if pending is None:
                     continue
@@ -377,6 +389,7 @@ class SynthesisService:
                     audio = await asyncio.to_thread(transform, audio, rate)
                 yield finish_audio(audio, rate, prepared.volume, prepared.pitch)
         finally:
+            _cancel(first)  # the client left mid-sentence: the replica stops decoding it
             for pending in later:  # the client left: don't keep replicas busy for nobody
                 _cancel(pending)
 
@@ -394,6 +407,18 @@ def _cancel(pending) -> None:
         pending.cancel()  # a Ray Serve DeploymentResponse
     elif hasattr(pending, "close"):
         pending.close()  # a bare coroutine
+
+
+async def _close_chunks(first: asyncio.Future, chunks: AsyncIterator[np.ndarray]) -> None:
+    """Stop a stream's audio source: its cleanup cancels the renders still queued on replicas."""
+    if not first.done():
+        first.cancel()  # the generator runs inside it: the cancellation runs its cleanup
+        with contextlib.suppress(BaseException):
+            await first
+    else:
+        if not first.cancelled():
+            first.exception()  # mark it retrieved (the caller saw it, or left before it mattered)
+        await chunks.aclose()
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
