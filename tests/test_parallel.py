@@ -127,3 +127,19 @@ def test_shut_down_pool_refuses_new_work(pool):
     p.shutdown()
     with pytest.raises(RuntimeError):
         p.submit(lambda: 1)
+
+
+@pytest.mark.parametrize("files, want", [
+    ({"cpu.max": "150000 100000\n"}, 2),                      # cgroup v2, 1.5 CPUs -> 2
+    ({"cpu.max": "max 100000\n"}, None),                      # v2 unlimited
+    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),  # v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),   # v1 unlimited
+    ({}, None),                                               # no cgroup files
+])
+def test_container_cpu_quota_caps_the_cores(tmp_path, files, want):
+    from tts_engine.parallel import cgroup_cpu_quota
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpu_quota(str(tmp_path)) == want

@@ -37,12 +37,38 @@ SENTENCE = 1    # a whole sentence (sync requests, later sentences of a stream)
 
 
 def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity; not Ray's fractional num_cpus, which
-    is a scheduling share, not a limit)."""
+    """The cores this process may run on: its CPU affinity, capped by a container's CPU quota (a
+    Kubernetes CPU limit shows up only there). Not Ray's fractional num_cpus, which is a scheduling
+    share, not a limit."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return max(1, min(cores, quota) if quota else cores)
+
+
+def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> int | None:
+    """Whole CPUs allowed by the cgroup's CFS quota (rounded up), or None when unlimited/unknown."""
+    candidates = ((f"{root}/cpu.max", None),                                   # cgroup v2: "quota period"
+                  (f"{root}/cpu/cpu.cfs_quota_us", f"{root}/cpu/cpu.cfs_period_us"))  # v1
+    for quota_path, period_path in candidates:
+        try:
+            with open(quota_path) as f:
+                fields = f.read().split()
+            if period_path is not None:
+                with open(period_path) as f:
+                    fields.append(f.read().strip())
+        except OSError:
+            continue
+        if len(fields) < 2 or fields[0] in ("max", "-1"):
+            return None
+        try:
+            quota, period = int(fields[0]), int(fields[1])
+        except ValueError:
+            return None
+        return max(1, -(-quota // period)) if quota > 0 and period > 0 else None
+    return None
 
 
 def cpu_budget(torch_threads: int | None) -> int:
