@@ -143,3 +143,11 @@ def test_container_cpu_quota_caps_the_cores(tmp_path, files, want):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert cgroup_cpu_quota(str(tmp_path)) == want
+
+
+def test_jobs_can_read_their_thread_count(pool):
+    from tts_engine.parallel import job_threads
+
+    p = pool(cores=2)
+    assert job_threads() is None  # not a pool job
+    assert asyncio.run(p.run(job_threads)) == 2

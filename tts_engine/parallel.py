@@ -35,6 +35,14 @@ T = TypeVar("T")
 STREAM = 0      # priorities: a listener is waiting for this chunk
 SENTENCE = 1    # a whole sentence (sync requests, later sentences of a stream)
 
+_job = threading.local()
+
+
+def job_threads() -> int | None:
+    """The thread count the pool gave the job running on this thread (None outside a pool job):
+    runtimes other than torch (ONNX Runtime) pick their session by it."""
+    return getattr(_job, "threads", None)
+
 
 def available_cores() -> int:
     """The cores this process may run on: its CPU affinity, capped by a container's CPU quota (a
@@ -138,6 +146,7 @@ class RenderPool:
             if threads != current:
                 torch.set_num_threads(threads)  # this worker thread's OpenMP team only
                 current = threads
+            _job.threads = threads
             try:
                 future.set_result(fn(*args))
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
