@@ -1,6 +1,9 @@
-"""Synthesizer deployment: one model family's acoustic model + decoder, batched across requests.
+"""Synthesizer deployment: one model family's acoustic model + decoder.
 
 Bound once per family (``Synthesizer-piper``, ``Synthesizer-kokoro``) so each scales on its own.
+On CPU a replica renders the sentences of concurrent requests side by side, one per core, and a
+sentence that is alone with every core (``tts_engine/parallel.py``); on GPU concurrent sentences
+are gathered into padded batches. Freed memory goes back to the OS between renders.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from ray.serve.metrics import Histogram
 from tts_engine.engine import TTSEngine
 from tts_engine.models.fastpath import release_freed_memory
 from tts_engine.models.protocol import Rendered, RenderItem
+from tts_engine.parallel import SENTENCE, STREAM, RenderPool, cpu_budget
 from tts_engine.settings import Settings
 
 from .options import SYNTHESIZER
@@ -29,11 +33,15 @@ class Synthesizer:
     def __init__(self, settings: dict | None = None, family: str = "piper") -> None:
         self.engine = TTSEngine(Settings(**(settings or {})))
         s = self.engine.settings
-        self.render.set_max_batch_size(s.batch_max_size)
-        self.render.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
+        self._render_padded.set_max_batch_size(s.batch_max_size)
+        self._render_padded.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
+        # Ray gives a fractional-CPU actor OMP_NUM_THREADS=1; the pool sets each render's torch
+        # threads itself, from the cores this replica may use (settings.torch_threads overrides).
+        self.padded = self.engine.device.type != "cpu"
+        self.pool = RenderPool(cpu_budget(s.torch_threads), s.render_workers, name=f"render-{family}")
         self.engine.model(next(v.id for v in self.engine.voices.list() if v.family == family))  # load first
         self.batch_sizes: Counter[int] = Counter()
-        self.rendering = 0  # batches and streams in progress
+        self.rendering = 0  # renders and streams in progress
         self.trimmed_at = 0.0
         self.batch_histogram = Histogram(
             "voxserve_batch_size", description="Sentences per Synthesizer batch",
@@ -41,44 +49,44 @@ class Synthesizer:
         )
         self.batch_histogram.set_default_tags({"family": family})
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def render(self, items: list[RenderItem]) -> list[Rendered]:
-        """One sentence per call (its audio and symbol durations); Serve gathers concurrent calls
-        into ``items``."""
-        self.batch_sizes[len(items)] += 1
-        self.batch_histogram.observe(len(items))
-        # Torch releases the GIL: rendering in a thread keeps the loop free to gather the next batch.
+    async def render(self, item: RenderItem) -> Rendered:
+        """One sentence -> its audio and symbol durations."""
         self.rendering += 1
         try:
-            return await asyncio.to_thread(self._render_grouped, items)
+            if self.padded:
+                return await self._render_padded(item)
+            self.batch_sizes[1] += 1
+            return await self.pool.run(self._render_one, item, priority=SENTENCE)
         finally:
             self.rendering -= 1
             self._release_memory()
+
+    def _render_one(self, item: RenderItem) -> Rendered:
+        return self.engine.render_batch(item.voice, [item])[0]
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def _render_padded(self, items: list[RenderItem]) -> list[Rendered]:
+        """GPU: Serve gathers concurrent calls into ``items``, rendered as padded batches per voice."""
+        self.batch_sizes[len(items)] += 1
+        self.batch_histogram.observe(len(items))
+        return await self.pool.run(self._render_grouped, items, priority=SENTENCE)
 
     def _render_grouped(self, items: list[RenderItem]) -> list[Rendered]:
         out: list[Rendered | None] = [None] * len(items)
         by_voice: dict[str, list[int]] = {}
         for i, item in enumerate(items):
             by_voice.setdefault(item.voice, []).append(i)
-        # On CPU a padded batch computes every item at the longest one's length and the cores
-        # are already busy at batch 1 (bench/engine.py: batch 8 gives 40% of batch 1's throughput),
-        # so there the gathered items run one after another; on GPU they run as one padded batch.
-        padded = self.engine.device.type != "cpu"
         for voice, rows in by_voice.items():
-            groups = [rows] if padded else [[i] for i in rows]
-            for group in groups:
-                for i, audio in zip(group, self.engine.render_batch(voice, [items[i] for i in group])):
-                    out[i] = audio
+            for i, rendered in zip(rows, self.engine.render_batch(voice, [items[i] for i in rows])):
+                out[i] = rendered
         return out  # type: ignore[return-value]
 
     async def render_stream(self, item: RenderItem) -> AsyncIterator[Rendered]:
-        """Chunks of one sentence as the decoder produces them (the first one short, with the
-        symbol durations)."""
-        chunks = self.engine.render_stream(item)
-        done = object()
+        """Chunks of one sentence as the decoder produces them (the first one short, with the symbol
+        durations); each chunk's work goes ahead of queued whole sentences: a listener is waiting."""
         self.rendering += 1
         try:
-            while (chunk := await asyncio.to_thread(next, chunks, done)) is not done:
+            async for chunk in self.pool.iterate(self.engine.render_stream(item), priority=STREAM):
                 yield chunk
         finally:
             self.rendering -= 1
@@ -95,4 +103,4 @@ class Synthesizer:
         asyncio.get_running_loop().run_in_executor(None, release_freed_memory)
 
     def stats(self) -> dict:
-        return {"batch_sizes": dict(self.batch_sizes), "pid": os.getpid()}
+        return {"batch_sizes": dict(self.batch_sizes), "parallel": self.pool.stats(), "pid": os.getpid()}

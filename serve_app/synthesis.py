@@ -340,6 +340,7 @@ class SynthesisService:
         With timestamps, a sentence's words (a list) come just before its audio."""
         key = sink.key
         samples, sent_audio, words = 0, False, []
+        inline = sink.fmt in ("wav", "pcm")
         try:
             pending_header = encoder.header()
             await sink.write(pending_header)
@@ -350,7 +351,8 @@ class SynthesisService:
                         yield audio
                     continue
                 samples += len(audio)
-                data = await asyncio.to_thread(encoder.feed, audio)
+                # PCM/WAV chunks are converted inline (microseconds; a thread hop costs more).
+                data = encoder.feed(audio) if inline else await asyncio.to_thread(encoder.feed, audio)
                 if data:
                     if on_first_byte is not None and not sent_audio:
                         on_first_byte()

@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     sentence_pause_s: float = Field(0.25, ge=0.0, le=2.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     fp16: bool = Field(False, description="Half precision on CUDA; ignored on CPU.")
-    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch default).")
+    torch_threads: int | None = Field(None, ge=1, description="CPU cores a Synthesizer replica's renders share "
+                                      "(None: every core the process may run on; see the performance block).")
     stream_first_chunk_s: float = Field(0.23, ge=0.02, le=2.0, description="Audio in a stream's first chunk.")
     stream_chunk_s: float = Field(0.93, ge=0.02, le=10.0, description="Audio in each later chunk.")
     stream_context_s: float = Field(0.19, ge=0.0, le=2.0,
@@ -81,6 +82,15 @@ class Settings(BaseSettings):
     synthesizer_num_gpus: float = Field(0.0, ge=0.0, description="GPUs per Synthesizer replica of gpu_families.")
     gpu_families: list[str] = Field(default_factory=lambda: ["kokoro"],
                                     description="Model families whose Synthesizer asks for synthesizer_num_gpus.")
+
+    # --- performance: CPU parallelism (issue 10) -------------------------------------
+    # A CPU Synthesizer replica renders up to render_workers sentences at once; each gets
+    # torch_threads // (sentences running or waiting) torch threads (tts_engine/parallel.py).
+    render_workers: int | None = Field(None, ge=1, description="Sentences a CPU Synthesizer replica renders at "
+                                       "once (None: one per core of torch_threads).")
+    cpu_bf16_vocoder: bool = Field(
+        False, description="Piper voices' vocoder in bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX): about "
+                           "twice as fast, audio within ~1e-2 of float32, outside the 1e-3 ONNX Runtime parity bound.")
 
     # --- voice cloning -----------------------------------------------------------
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)

@@ -23,6 +23,7 @@ import numpy as np
 
 from tts_engine.models.kokoro.assembly import MODEL_FILENAME, assemble_kokoro_onnx, expected_sha256
 from tts_engine.models.protocol import Rendered, RenderItem, StreamChunking
+from tts_engine.parallel import job_threads
 from tts_engine.settings import Settings
 from tts_engine.text.frontend import FrontendResult
 from tts_engine.text.kokoro_frontend import KokoroFrontend
@@ -78,19 +79,36 @@ def padded_tokens(ids: Sequence[int]) -> list[int]:
 
 
 class KokoroOnnxModel:
-    """ONNX Runtime on the int8 graph: a CPU option beside our torch port; no chunked streaming."""
+    """ONNX Runtime on the int8 graph: a CPU option beside our torch port; no chunked streaming.
+
+    ORT fixes a session's threads when it is created, so there is one session per thread count
+    the render pool hands out (tts_engine/parallel.py): a sentence alone runs on every core,
+    sentences side by side on one core each, without sharing one intra-op pool."""
 
     sample_rate = SAMPLE_RATE
 
     def __init__(self, path: Path, threads: int | None) -> None:
-        import onnxruntime as ort
+        self.path, self.threads = path, threads
+        self._sessions: dict[int | None, object] = {}
+        self._lock = threading.Lock()
+        self.session = self._session_for(threads)
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(_with_durations_output(path), options,
-                                            providers=["CPUExecutionProvider"])
-        self.timed = len(self.session.get_outputs()) > 1
+    def _session_for(self, threads: int | None):
+        with self._lock:
+            if threads not in self._sessions:
+                import onnxruntime as ort
+
+                options = ort.SessionOptions()
+                if threads:
+                    options.intra_op_num_threads = threads
+                self._sessions[threads] = ort.InferenceSession(self._graph(), options,
+                                                               providers=["CPUExecutionProvider"])
+            return self._sessions[threads]
+
+    def _graph(self) -> bytes | str:
+        if not hasattr(self, "_graph_bytes"):
+            self._graph_bytes = _with_durations_output(self.path)
+        return self._graph_bytes
 
     def render_batch(self, items: Sequence[RenderItem]) -> list[Rendered]:
         return [self._render(item) for item in items]
@@ -104,9 +122,11 @@ class KokoroOnnxModel:
             "style": style_for(item.control, len(item.ids)).reshape(1, 256),
             "speed": np.array([item.control.speed], dtype=np.float32),
         }
-        outputs = self.session.run(None, feed)
+        threads = job_threads()
+        session = self.session if threads is None else self._session_for(threads)
+        outputs = session.run(None, feed)
         audio = np.asarray(outputs[0], dtype=np.float32).reshape(-1)
-        if not self.timed:
+        if len(outputs) < 2:
             return Rendered(audio)
         return timed(audio, np.asarray(outputs[1]).reshape(-1))
 

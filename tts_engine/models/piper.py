@@ -110,12 +110,23 @@ class PiperFamily:
         vits = load_vits(voice.model_path).to(device)
         if self.settings.fp16 and torch.device(device).type == "cuda":
             vits.dec.half()  # the vocoder dominates run time and tolerates fp16
+        if self.settings.cpu_bf16_vocoder and torch.device(device).type == "cpu" and cpu_has_bf16():
+            vits.dec.to(torch.bfloat16)  # opt-in (issue 10): half the vocoder's CPU time, not ORT-exact
         return PiperModel(vits, torch.device(device), voice.sample_rate)
 
     def version(self, voice: VoiceInfo) -> str:
         if voice.id not in self._versions:
-            self._versions[voice.id] = f"{VERSION}:{file_digest(voice.model_path)}"
+            bf16 = "-bf16" if self.settings.cpu_bf16_vocoder else ""  # other audio: other cache keys
+            self._versions[voice.id] = f"{VERSION}{bf16}:{file_digest(voice.model_path)}"
         return self._versions[voice.id]
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively here (emulated bf16 would be slower than float32)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def file_digest(path: Path) -> str:

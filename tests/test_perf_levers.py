@@ -1,0 +1,29 @@
+"""Opt-in speed levers of issue 10 that change numerics: bounded, and never sharing cache keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tts_engine.engine import TTSEngine
+from tts_engine.models.piper import cpu_has_bf16
+from tts_engine.settings import Settings
+
+TEXT = "The quick brown fox jumps over the lazy dog near the quiet river bank."
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="no native bfloat16 on this CPU")
+def test_bf16_vocoder_stays_close_to_float32_and_has_its_own_cache_identity(engine):
+    bf16 = TTSEngine(Settings(device="cpu", model_families=["piper"], cpu_bf16_vocoder=True))
+    voice = engine.settings.default_voice
+    assert bf16.model(voice).vits.dec.conv_pre.weight.dtype == torch.bfloat16
+    assert engine.model(voice).vits.dec.conv_pre.weight.dtype == torch.float32  # the default keeps parity
+    ref = engine.synthesize(TEXT, seed=3, noise_scale=0.0, noise_w=0.0).audio
+    got = bf16.synthesize(TEXT, seed=3, noise_scale=0.0, noise_w=0.0).audio
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    err = got - ref
+    snr_db = 20 * np.log10(np.sqrt(np.mean(ref**2)) / np.sqrt(np.mean(err**2)))
+    assert snr_db > 30, snr_db             # measured ~39 dB
+    assert np.abs(err).max() < 0.05        # measured ~0.008
+    assert bf16.model_version(voice) != engine.model_version(voice)
