@@ -7,7 +7,8 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import PlainTextResponse
 
 from ..context import get_services
-from ..realtime_session import PROTOCOL, RealtimeSession
+from ..realtime_protocol import PROTOCOL
+from ..realtime_session import RealtimeSession
 
 router = APIRouter(tags=["realtime"])
 __doc__ = (__doc__ or "") + PROTOCOL
