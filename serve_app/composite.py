@@ -24,7 +24,8 @@ from tts_engine.engine import Prepared
 from tts_engine.timestamps import WordTiming
 
 from .speech_input import SpeechPlan
-from .synthesis import AUDIO_PREFIX, Result, Stream, SynthesisService, _StreamSink, cache_key
+from .stream_store import StreamSink
+from .synthesis import AUDIO_PREFIX, Result, Stream, SynthesisService, cache_key
 
 
 async def _prepare(service: SynthesisService, plan: SpeechPlan) -> tuple[list[Prepared], str, int, int, str]:
@@ -125,7 +126,7 @@ async def _stream_body(service: SynthesisService, plan: SpeechPlan, prepared: li
                        rate: int) -> AsyncIterator[bytes | list[WordTiming]]:
     """Parts rendered concurrently, sent in order: its silence, its words (if asked), its audio."""
     timestamps = plan.parts[0].timestamps
-    sink = _StreamSink(service.store, key, fmt, rate, service.metadata(prepared[0], fmt, rate, None))
+    sink = StreamSink(service.store, service.deferred, key, fmt, rate, service.metadata(prepared[0], fmt, rate, None))
     tasks = [asyncio.ensure_future(_render_part(service, p, r, source_rate)) for p, r in zip(prepared, plan.parts)]
     samples, all_words = 0, []
     try:
