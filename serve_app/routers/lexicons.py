@@ -15,7 +15,8 @@ from storage.lexicons import LexiconStore, check_name, parse_entries
 from tts_engine.errors import InvalidInput
 
 from ..context import Services, get_services
-from ..http_io import body_schema, read_limited_body
+from ..http_io import read_limited_body
+from ..openapi import json_body as body_schema
 from ..tenancy import tenant_of
 
 router = APIRouter(tags=["lexicons"])
