@@ -7,11 +7,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from storage.voices import VoiceRecord, VoiceRegistry
-from tts_engine.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from tts_engine.errors import InvalidInput
 from tts_engine.speaker.references import decode_reference
 
 from ..context import Services, get_services
-from ..http_io import content_type_of, read_form
+from ..http_io import read_audio_upload
 from ..openapi import VOICE_UPLOAD, error_responses
 from ..schemas import VoiceAccepted
 
@@ -40,14 +40,7 @@ async def register_voice(request: Request, services: Services = Depends(get_serv
     """Upload a reference clip (multipart: audio, name, transcript?, language?) -> 202 + voice_id;
     analysis runs in the background; poll GET /v1/voices/{voice_id}."""
     settings = services.settings
-    if content_type_of(request) != "multipart/form-data":
-        raise UnsupportedMediaType("send multipart/form-data with an 'audio' file", field="content-type")
-    fields, files = await read_form(request, settings.max_upload_bytes + 64 * 1024)
-    audio = files.get("audio")
-    if audio is None:
-        raise InvalidInput("an 'audio' file is required", field="audio")
-    if len(audio) > settings.max_upload_bytes:
-        raise PayloadTooLarge(f"audio is over the limit of {settings.max_upload_bytes} bytes", field="audio")
+    fields, audio = await read_audio_upload(request, settings.max_upload_bytes)
     record = await register(services, services.registry_for(request), fields.get("name", ""),
                             fields.get("language"), fields.get("transcript"), audio)
     return JSONResponse({"voice_id": record.voice_id, "status": record.status}, status_code=202,
