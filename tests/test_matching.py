@@ -262,8 +262,8 @@ def test_style_conditioning_replaces_kokoro_styles_by_length(engine):
     piper = engine.prepare("Hello there.", SynthesisOptions())
     assert cond.condition(piper) is piper
     # The fitted style reaches the audio.
-    plain = engine.render_batch(prepared.voice.id, prepared.items()[:1])[0]
-    styled = engine.render_batch(out.voice.id, out.items()[:1])[0]
+    plain = engine.render_batch(prepared.voice.id, prepared.items()[:1])[0].audio
+    styled = engine.render_batch(out.voice.id, out.items()[:1])[0].audio
     assert not np.allclose(plain[: min(len(plain), len(styled))], styled[: min(len(plain), len(styled))])
     assert replace(prepared).controls[0].style is None
 
