@@ -106,7 +106,7 @@ def build_app(args: dict | None = None):
     # The one place a local store directory is created; replicas only open it (a vanished
     # directory is then an outage, not a fresh empty store).
     overrides["store"] = create_store(settings)
-    sized = fitted(cluster_cpus(), families=len(settings.model_families))
+    sized = fitted(settings.deploy_cpus or cluster_cpus(), families=len(settings.model_families))
     synthesizers = {family: synthesizer_for(family, settings, sized["Synthesizer"]).bind(overrides, family)
                     for family in settings.model_families}
     # The limiter exists only where there is something to limit (auth: required).

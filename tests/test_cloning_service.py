@@ -115,11 +115,8 @@ def test_voice_survives_an_application_restart(service, registered):
 
     from serve_app.app import build_app
 
-    common = {"store_retries": 1, "store_backoff_s": 0.05, "store_timeout_s": 2.0, "batch_wait_timeout_s": 0.05,
-              "auth": "none"}  # as tests/conftest.py deploys it
     serve.delete("local")
-    serve.run(build_app({**common, "store": f"file://{service['local_dir']}",
-                         "public_base_url": f"{service['base']}/local"}), name="local", route_prefix="/local")
+    serve.run(build_app(service["local_args"]), name="local", route_prefix="/local")
     with httpx.Client(base_url=service["base"] + "/local", timeout=180) as c:
         body = c.get(f"/v1/voices/{registered['voice_id']}").json()
         assert body["status"] == "ready" and body["similarity"] == registered["similarity"]

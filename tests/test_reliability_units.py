@@ -157,14 +157,14 @@ def test_delete_voice_removes_its_analysis_unless_shared(tmp_path):
     assert store.list_keys("") == []  # nothing of the three voices is left
 
 
-def test_voices_per_owner_are_capped(tmp_path):
-    registry = VoiceRegistry(local(tmp_path / "s"))
+def test_voices_per_tenant_are_capped(tmp_path):
+    registry = VoiceRegistry(local(tmp_path / "s"), tenant="t1")
     for i in range(2):
-        registry.create(f"v{i}", "en", None, b"clip", "joe", owner="t1", max_voices=2)
+        registry.create(f"v{i}", "en", None, b"clip", "joe", max_voices=2)
     with pytest.raises(LimitReached) as err:
-        registry.create("v2", "en", None, b"clip", "joe", owner="t1", max_voices=2)
+        registry.create("v2", "en", None, b"clip", "joe", max_voices=2)
     assert err.value.status == 409 and "2" in err.value.message
-    registry.create("other", "en", None, b"clip", "joe", owner="t2", max_voices=2)  # another owner's quota
+    registry.for_tenant("t2").create("other", "en", None, b"clip", "joe", max_voices=2)  # another tenant's quota
 
 
 # ---------------------------------------------------------------------- item 15: /media cache lifetime

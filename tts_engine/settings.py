@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     port: int = 8000
     batch_max_size: int = Field(8, ge=1)
     batch_wait_timeout_s: float = Field(0.01, ge=0.0)
+    deploy_cpus: float | None = Field(
+        None, gt=0, description="CPUs the deployments' default replica counts are fitted to (None: what Ray "
+                                "reports). Set it when several applications share one Ray cluster.")
     synthesizer_num_gpus: float = Field(0.0, ge=0.0, description="GPUs per Synthesizer replica of gpu_families.")
     gpu_families: list[str] = Field(default_factory=lambda: ["kokoro"],
                                     description="Model families whose Synthesizer asks for synthesizer_num_gpus.")
