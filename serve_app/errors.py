@@ -20,6 +20,8 @@ PUBLIC_5XX = {
     "storage_unavailable": "storage is unavailable; retry shortly",
     "overloaded": "the service is at capacity; retry shortly",
 }
+# 5xx errors whose message is written for the client (no internal detail in it).
+CLIENT_WORDED_5XX = {"audio_not_stored_yet"}
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -53,7 +55,7 @@ def public_error(err: VoxServeError) -> tuple[dict, int, dict[str, str]]:
     """(body, status, headers) safe to show a client; 5xx details are logged, not sent."""
     body = err.to_dict()
     headers = dict(err.headers()) if hasattr(err, "headers") else {}
-    if err.status >= 500:
+    if err.status >= 500 and err.code not in CLIENT_WORDED_5XX:
         log.warning("%s: %s", err.code, err.message)
         body["error"]["message"] = PUBLIC_5XX.get(err.code, "the service is unavailable; retry shortly")
     if err.status == 503:

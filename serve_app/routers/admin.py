@@ -116,10 +116,12 @@ async def audio_status(key: str, services: Services = Depends(get_services)) -> 
 def raise_for_missing(services: Services, key: str) -> None:
     """The error for a key with no object: what this replica knows of a failed store, else 404."""
     outcome = services.synthesis.deferred.outcome(key)
+    # The store's own reason can name paths and hosts: it goes to the log, the client gets the state.
     if outcome is not None and outcome.status == "pending":
-        raise AudioPending(f"storing this audio failed ({outcome.reason}); retrying until "
+        log.info("audio %s not stored yet: %s", key, outcome.reason)
+        raise AudioPending("storing this streamed audio failed; retrying until "
                            f"{time.strftime('%H:%M:%S', time.gmtime(outcome.retry_until))} UTC", field="key")
     if outcome is not None and outcome.status == "failed":
-        raise AudioNotStored(f"this audio was streamed but could not be stored: {outcome.reason}; "
-                             "synthesize it again", field="key")
+        log.info("audio %s not stored: %s", key, outcome.reason)
+        raise AudioNotStored("this audio was streamed but could not be stored; synthesize it again", field="key")
     raise NotFound(f"no stored audio for key {key!r}", field="key")
