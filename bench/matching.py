@@ -64,6 +64,7 @@ def run(clips: list[str], steps: int, seconds: float, cache_dir: Path, wer: bool
         asr = WhisperModel(str(whisper_dir()), device="cpu", compute_type="int8", cpu_threads=2)
     rows = []
     for name in clips:
+        print(f"{name}: scoring the shipped voices", flush=True)
         audio, rate = load_clip(name, cache_dir)
         _, half_b = split_reference(audio, rate)
         target_b = matcher.embed(half_b, rate)

@@ -108,7 +108,8 @@ class SpeakerEmbeddingCache:
         future = asyncio.get_running_loop().create_future()
         self.inflight[key] = future
         try:
-            path = f"tenants/{tenant}/matches/{key[1]}-{'_'.join(methods)}.json"
+            tag = "-".join(m.replace("+", "_") for m in methods)  # store keys allow [A-Za-z0-9._/-]
+            path = f"tenants/{tenant}/matches/{key[1]}.{tag}.json"
             report, from_store = await asyncio.to_thread(self._stored_match, path)
             if report is None:
                 report = MatchReport.from_json(await self.matcher.quick.remote(data, methods))
