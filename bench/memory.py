@@ -28,9 +28,13 @@ WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly 
          "in the old town hall before the long winter evening settles over the harbour").split()
 
 
+APP = "voxmem"   # only this benchmark's replicas (other Ray clusters may run on the machine)
+
+
 def synthesizer_pids() -> list[int]:
+    title = f"ServeReplica:{APP}:Synthesizer"
     return [p.pid for p in psutil.process_iter(["cmdline"])
-            if any("ServeReplica" in part and "Synthesizer" in part for part in (p.info["cmdline"] or []))]
+            if any(title in part for part in (p.info["cmdline"] or []))]
 
 
 def rss_mb(pid: int) -> float:
@@ -73,7 +77,7 @@ def main() -> int:
     port = 8000 + random.randrange(1000, 2000)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"store": f"file://{store}", "public_base_url": f"http://127.0.0.1:{port}"}),
-              name="mem", route_prefix="/")
+              name=APP, route_prefix="/")
     base = f"http://127.0.0.1:{port}"
     samples: dict[int, list[tuple[float, float]]] = {}
     done = threading.Event()
