@@ -28,9 +28,13 @@ WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly 
          "in the old town hall before the long winter evening settles over the harbour").split()
 
 
+APP = "voxmem"   # only this benchmark's replicas (other Ray clusters may run on the machine)
+
+
 def synthesizer_pids() -> list[int]:
+    title = f"ServeReplica:{APP}:Synthesizer"
     return [p.pid for p in psutil.process_iter(["cmdline"])
-            if any("ServeReplica" in part and "Synthesizer" in part for part in (p.info["cmdline"] or []))]
+            if any(title in part for part in (p.info["cmdline"] or []))]
 
 
 def rss_mb(pid: int) -> float:
@@ -73,7 +77,7 @@ def main() -> int:
     port = 8000 + random.randrange(1000, 2000)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"store": f"file://{store}", "public_base_url": f"http://127.0.0.1:{port}"}),
-              name="mem", route_prefix="/")
+              name=APP, route_prefix="/")
     base = f"http://127.0.0.1:{port}"
     samples: dict[int, list[tuple[float, float]]] = {}
     done = threading.Event()
@@ -103,29 +107,40 @@ def main() -> int:
     t_load = time.monotonic()
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    while any(t.is_alive() for t in threads):   # a partial report every minute: long runs on a shared box
+        for t in threads:
+            t.join(timeout=60 / len(threads))
+        write(args.out, summary(samples, start_rss, statuses, args, t_load - started, time.monotonic() - started))
     load_s = time.monotonic() - t_load
     time.sleep(10)   # idle: the replica hands freed memory back
     done.set()
-    report = {"requests": args.requests, "clients": args.clients, "statuses": statuses, "load_s": round(load_s, 1),
-              "replicas": {}}
-    load_end = t_load - started + load_s
-    for pid, series in samples.items():
+    report = summary(samples, start_rss, statuses, args, t_load - started, t_load - started + load_s)
+    serve.shutdown()
+    ray.shutdown()
+    print(json.dumps(report, indent=2))
+    write(args.out, report)
+    return 0
+
+
+def summary(samples: dict, start_rss: dict, statuses: dict, args, load_start: float, load_end: float) -> dict:
+    load_s = load_end - load_start
+    report = {"requests": args.requests, "answered": sum(statuses.values()), "clients": args.clients,
+              "statuses": dict(statuses), "load_s": round(load_s, 1), "replicas": {}}
+    for pid, series in list(samples.items()):
         values = [v for _, v in series]
-        tail = [v for t, v in series if t >= load_end - 0.1 * load_s]
+        tail = [v for t, v in series if load_end - 0.1 * load_s <= t <= load_end]
         idle = [v for t, v in series if t > load_end + 5]
         report["replicas"][str(pid)] = {
             "start_mb": round(start_rss.get(pid, values[0])), "peak_mb": round(max(values)),
             "last_10pct_median_mb": round(statistics.median(tail)) if tail else None,
             "idle_after_mb": round(statistics.median(idle)) if idle else None,
         }
-    serve.shutdown()
-    ray.shutdown()
-    print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
+    return report
+
+
+def write(path: Path | None, report: dict) -> None:
+    if path is not None:
+        path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
