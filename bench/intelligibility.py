@@ -198,7 +198,15 @@ def zh_units(text: str) -> list[str]:
             units.append(piece)
     han = [u for u in units if not u.isascii()]
     readings = iter(lazy_pinyin("".join(han), style=Style.NORMAL))
-    return [next(readings) if not u.isascii() else u for u in units]
+    out = [next(readings) if not u.isascii() else u for u in units]
+    # yāo among digits is the phone-number 1, however the transcript writes it (幺 要 搖).
+    for i, u in enumerate(out):
+        if u == "yao" and any(0 <= j < len(out) and out[j] in _DIGIT_READINGS for j in (i - 1, i + 1)):
+            out[i] = "yi"
+    return out
+
+
+_DIGIT_READINGS = frozenset("ling yi er san si wu liu qi ba jiu".split())
 
 
 def ja_units(text: str) -> list[str]:
