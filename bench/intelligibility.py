@@ -198,14 +198,32 @@ def zh_units(text: str) -> list[str]:
             units.append(piece)
     han = [u for u in units if not u.isascii()]
     readings = iter(lazy_pinyin("".join(han), style=Style.NORMAL))
-    return [next(readings) if not u.isascii() else u for u in units]
+    out = [next(readings) if not u.isascii() else u for u in units]
+    # yāo among digits is the phone-number 1, however the transcript writes it (幺 要 搖).
+    for i, u in enumerate(out):
+        if u == "yao" and any(0 <= j < len(out) and out[j] in _DIGIT_READINGS for j in (i - 1, i + 1)):
+            out[i] = "yi"
+    return out
+
+
+_DIGIT_READINGS = frozenset("ling yi er san si wu liu qi ba jiu".split())
+
+
+# Latin words OpenJTalk can only spell out, as a Japanese listener writes what the ja path says.
+_JA_LOANWORDS = {"Python": "パイソン"}
 
 
 def ja_units(text: str) -> list[str]:
-    """Katakana reading (OpenJTalk) per mora character, punctuation and long marks left out."""
+    """Katakana reading (OpenJTalk, after our ja normalizer) per kana, punctuation and long marks left out."""
     import pyopenjtalk
 
-    kana = pyopenjtalk.g2p(text, kana=True)
+    from tts_engine.text.ja_g2p import normalize_ja
+
+    for word, kana in _JA_LOANWORDS.items():
+        text = text.replace(word, kana)
+    text = normalize_ja(text)
+    nodes = pyopenjtalk.run_frontend(text, use_sudachi_kanji_yomi=False)
+    kana = "".join(n["pron"] for n in nodes if n["pos"] != "記号")
     return [c for c in kana if "\u30a1" <= c <= "\u30fa"]
 
 
