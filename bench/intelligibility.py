@@ -19,7 +19,8 @@ Scores:
   Latin words are tokens of their own (lower-cased); an acronym is one token per letter, as
   each letter is a syllable; consecutive single letters ("G P U", "G.P.U.") join into one acronym.
 - English WER over words after our English normalizer on both sides (numbers spelled out),
-  lower-cased, punctuation removed.
+  lower-cased, punctuation removed; two sentence words the transcript writes as one word
+  ("back up" / "backup") count as that one word.
 """
 
 from __future__ import annotations
@@ -149,6 +150,20 @@ class Kokoro:
 # ---------------------------------------------------------------------------
 
 
+def join_compounds(ref: list[str], hyp: list[str]) -> list[str]:
+    """Two reference words the transcript writes as one ("back up" / "backup") count as that one word."""
+    joined = set(hyp)
+    out, i = [], 0
+    while i < len(ref):
+        if i + 1 < len(ref) and ref[i] + ref[i + 1] in joined:
+            out.append(ref[i] + ref[i + 1])
+            i += 2
+        else:
+            out.append(ref[i])
+            i += 1
+    return out
+
+
 def edit_distance(ref: list[str], hyp: list[str]) -> int:
     prev = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
@@ -167,6 +182,9 @@ def zh_units(text: str) -> list[str]:
     from pypinyin import Style, lazy_pinyin
 
     text = re.sub(r"(?<![A-Za-z])([A-Za-z])[.\s]+(?=[A-Za-z](?![A-Za-z]))", r"\1", text)  # G P U -> GPU
+    # Whisper groups phone numbers ("138-123-45678"): one digit string, not a range.
+    text = re.sub(r"\d+(?:[-\s]\d+){2,}",
+                  lambda m: re.sub(r"[-\s]", "", m[0]) if len(re.sub(r"\D", "", m[0])) >= 10 else m[0], text)
     # Phone numbers: the sentence's 1 reads 幺, a transcript's digits may come back as 一.
     text = normalize_zh(text).replace("幺", "一")
     units: list[str] = []
@@ -215,6 +233,40 @@ def legacy_zh_phonemes(text: str) -> str:
     return g2p(text)[0]
 
 
+def summarize(rows: list[dict], languages: list[str], voices: list[str]) -> dict:
+    results = {}
+    for lang in languages:
+        for voice in voices:
+            mine = [r for r in rows if r["lang"] == lang and r["voice"] == voice]
+            if mine:
+                results[(lang, voice)] = sum(r["errors"] for r in mine) / max(sum(r["units"] for r in mine), 1)
+    print("| voice | " + " | ".join(f"{'WER' if l == 'en' else 'CER'} {l}" for l in languages) + " |")
+    print("|---|" + "---:|" * len(languages))
+    for voice in voices:
+        print(f"| {voice} | " + " | ".join(f"{results.get((l, voice), float('nan')):.3f}" for l in languages) + " |")
+    for lang in languages:
+        vals = [results[(lang, v)] for v in voices if (lang, v) in results]
+        if vals:
+            print(f"mean {lang}: {np.mean(vals):.3f}")
+    return results
+
+
+def rescore(path: Path) -> int:
+    """Score a --json file again (after a change to the scoring), without synthesis or ASR."""
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    units = {"zh": zh_units, "ja": ja_units, "en": en_units}
+    for r in rows:
+        ref_u, hyp_u = units[r["lang"]](r["text"]), units[r["lang"]](r["asr"])
+        if r["lang"] == "en":
+            ref_u = join_compounds(ref_u, hyp_u)
+        r["errors"], r["units"] = edit_distance(ref_u, hyp_u), len(ref_u)
+    langs = list(dict.fromkeys(r["lang"] for r in rows))
+    voices = list(dict.fromkeys(r["voice"] for r in rows))
+    summarize(rows, langs, voices)
+    path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--voices", nargs="*", default=list(VOICES))
@@ -229,7 +281,10 @@ def main() -> int:
     ap.add_argument("--show", action="store_true", help="print every transcript")
     ap.add_argument("--json", type=Path, help="write per-sentence results here")
     ap.add_argument("--wav-dir", type=Path, help="keep the synthesized audio here")
+    ap.add_argument("--rescore", type=Path, help="score this --json file again and exit")
     args = ap.parse_args()
+    if args.rescore:
+        return rescore(args.rescore)
 
     from faster_whisper import WhisperModel
     from scipy.signal import resample_poly
@@ -240,7 +295,7 @@ def main() -> int:
     ph = KokoroPhonemizer(tts.vocab)
     ph._g2p["zh"].aspirate_english = not args.no_aspirate
     sets = {"zh": ZH_SENTENCES, "en": EN_SENTENCES, "ja": JA_SENTENCES}
-    rows, results = [], {}
+    rows = []
     synth_s = asr_s = audio_s = 0.0
     for lang in args.languages:
         sentences = sets[lang][: args.limit or None]
@@ -282,6 +337,8 @@ def main() -> int:
                         w.writeframes((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes())
                 units = {"zh": zh_units, "ja": ja_units, "en": en_units}[lang]
                 ref_u, hyp_u = units(s), units(hyp)
+                if lang == "en":
+                    ref_u = join_compounds(ref_u, hyp_u)
                 err = edit_distance(ref_u, hyp_u)
                 errors += err
                 total += len(ref_u)
@@ -289,20 +346,13 @@ def main() -> int:
                              "errors": err, "units": len(ref_u)})
                 if args.show or err:
                     print(f"[{lang} {voice} {i:02d}] err={err}/{len(ref_u)}  {s}  ->  {hyp}", flush=True)
-            results[(lang, voice)] = errors / max(total, 1)
             print(f"== {lang} {voice}: {'WER' if lang == 'en' else 'CER'} {errors / max(total, 1):.3f} "
                   f"({errors}/{total})", flush=True)
     wall = time.time() - t_start
     print()
     print(f"frontend={args.frontend} aspirate={not args.no_aspirate} speed={args.speed} beam={args.beam} threads={args.threads} machine={platform.machine()} "
           f"{os.cpu_count()} CPUs, python {platform.python_version()}")
-    print("| voice | " + " | ".join(f"{'WER' if l == 'en' else 'CER'} {l}" for l in args.languages) + " |")
-    print("|---|" + "---:|" * len(args.languages))
-    for voice in args.voices:
-        print(f"| {voice} | " + " | ".join(f"{results[(l, voice)]:.3f}" for l in args.languages) + " |")
-    for lang in args.languages:
-        mean = np.mean([results[(lang, v)] for v in args.voices])
-        print(f"mean {lang}: {mean:.3f}")
+    summarize(rows, args.languages, args.voices)
     print(f"audio {audio_s:.0f} s; synthesis {synth_s:.0f} s (RTF {synth_s / max(audio_s, 1e-9):.2f}); "
           f"ASR {asr_s:.0f} s; wall {wall:.0f} s")
     if args.json:

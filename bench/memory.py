@@ -1,23 +1,22 @@
-"""Memory of ``make serve``: idle peak, and Synthesizer replicas after 1,000 mixed requests.
+"""Synthesizer replica memory under a long mixed load (issue 9: ~7 GB per replica before the fix).
 
-    RAY_USAGE_STATS_ENABLED=0 .venv/bin/python bench/memory.py [--requests 1000]
+    python bench/memory.py [--requests 1000] [--clients 4] [--out docs/memory.json]
 
-(1) Idle: once ready, for ``--idle-s`` seconds of no traffic, the whole process tree's
-    memory is sampled every 0.5 s: peak and final total PSS (shared pages split between the processes
-    that map them, so the sum is what the service really holds) and per process RSS at the end.
-(2) Mixed load: ``--requests`` requests at 4 concurrent clients: Piper and Kokoro voices, sync (wav,
-    mp3, opus) and streamed, one to four sentences, one in ten a phrase-cache hit. RSS of every
-    Synthesizer replica after each tenth of them, so growth (a leak) shows as a trend, not a number.
-Rewrites the ``<!-- bench:memory -->`` section of docs/BENCHMARKS.md.
+Starts VoxServe on a local Ray (local-directory store, the defaults `make serve` uses, fitted to
+this machine's CPUs), sends ``--requests`` mixed requests (sync and streamed; wav/mp3/opus; short
+to ~60-word texts; some repeated so the phrase cache answers), and samples the RSS of every
+Synthesizer replica process (found by its process title) every second. Prints the RSS after
+startup, the peak, and the steady state (the median of the samples in the last 10 % of the run
+and after the load, once the replica is idle), per replica, in MB.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import datetime as dt
+import json
 import random
-import sys
+import statistics
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,173 +24,109 @@ from pathlib import Path
 import httpx
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.harness import load1, sentence_pool, voxserve  # noqa: E402
-from bench.scaling import group_of  # noqa: E402
-from bench.serving import machine_info, update_section  # noqa: E402
-
-MB = 1024 * 1024
-TARGET_GB = 1.5
+WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly judge boxing matches "
+         "in the old town hall before the long winter evening settles over the harbour").split()
 
 
-def tree_memory(procs: list[psutil.Process]) -> tuple[float, float, dict[str, float]]:
-    """(total PSS MB, total RSS MB, RSS MB by process label)."""
-    pss = rss = 0.0
-    by: dict[str, float] = {}
-    for p in procs:
-        try:
-            info = p.memory_full_info()
-            label = group_of(p)
-            if label == "other":
-                label = p.name()
-        except psutil.Error:
-            continue
-        pss += info.pss / MB
-        rss += info.rss / MB
-        by[f"{label} ({p.pid})"] = info.rss / MB
-    return pss, rss, by
+def synthesizer_pids() -> list[int]:
+    return [p.pid for p in psutil.process_iter(["cmdline"])
+            if any("ServeReplica" in part and "Synthesizer" in part for part in (p.info["cmdline"] or []))]
 
 
-class Sampler:
-    """Samples the server's process tree in the background; keeps the peak total PSS / RSS."""
-
-    def __init__(self, server, every_s: float = 0.5) -> None:
-        self.server, self.every_s = server, every_s
-        self.peak_pss = self.peak_rss = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            pss, rss, _ = tree_memory(self.server.processes())
-            self.peak_pss, self.peak_rss = max(self.peak_pss, pss), max(self.peak_rss, rss)
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> "Sampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+def rss_mb(pid: int) -> float:
+    try:
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.NoSuchProcess:
+        return float("nan")
 
 
-def synthesizer_rss(server) -> dict[str, float]:
-    out = {}
-    for p in server.processes():
-        label = group_of(p)
-        if label.startswith("Synthesizer"):
-            try:
-                out[f"{label} ({p.pid})"] = p.memory_info().rss / MB
-            except psutil.Error:
-                pass
-    return out
-
-
-def mixed_requests(n: int, seed: int = 7) -> list[tuple[str, dict]]:
-    """(route, body) pairs: the mix described in the module docstring."""
+def request_mix(n: int, seed: int = 0) -> list[tuple[str, dict]]:
     rng = random.Random(seed)
-    pool = sentence_pool(128)
-    out: list[tuple[str, dict]] = []
+    mix = []
     for i in range(n):
-        text = " ".join(rng.sample(pool, rng.choice((1, 1, 2, 4))))
-        voice = "kokoro/jf_alpha" if rng.random() < 0.25 else "en_US-joe-medium"
-        body = {"text": text, "voice": voice, "cache": False, "response": "binary"}
-        roll = rng.random()
-        if roll < 0.1 and out:
-            route, earlier = rng.choice(out)  # a repeat with the cache on: a phrase-cache hit after the first
-            out.append((route, {**earlier, "cache": True}))
-            continue
-        if roll < 0.3:
-            out.append(("/v1/tts/stream", {**body, "format": rng.choice(("wav", "mp3"))}))
-        else:
-            out.append(("/v1/tts", {**body, "format": rng.choice(("wav", "wav", "mp3", "opus"))}))
-    return out
+        words = rng.choice([3, 6, 12, 25, 40, 60])
+        text = " ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + "."
+        if rng.random() < 0.3 and words > 12:
+            text += " " + " ".join(rng.choice(WORDS) for _ in range(10)) + "."
+        if rng.random() < 0.15:
+            text = f"Repeated phrase number {rng.randrange(20)}."   # phrase-cache hits
+        path = "/v1/tts/stream" if rng.random() < 0.3 else "/v1/tts"
+        body = {"text": text, "format": rng.choice(["wav", "mp3", "opus"]), "speed": rng.choice([0.8, 1.0, 1.2])}
+        mix.append((path, body))
+    return mix
 
 
-async def run_mixed(server, requests, concurrency: int, checkpoints: int, log) -> list[tuple[int, dict]]:
-    queue = list(reversed(requests))
-    done, errors = 0, 0
-    marks: list[tuple[int, dict]] = [(0, synthesizer_rss(server))]
-    step = max(1, len(requests) // checkpoints)
-
-    async def client(c: httpx.AsyncClient) -> None:
-        nonlocal done, errors
-        while queue:
-            route, body = queue.pop()
-            r = await c.post(f"{server.base}{route}", json=body)
-            errors += r.status_code != 200
-            done += 1
-            if done % step == 0:
-                marks.append((done, synthesizer_rss(server)))
-                log(f"{done} requests ({errors} errors): "
-                    + ", ".join(f"{k} {v:.0f} MB" for k, v in marks[-1][1].items()) + f"; load {load1():.1f}")
-
-    async with httpx.AsyncClient(timeout=300) as c:
-        await asyncio.gather(*[client(c) for _ in range(concurrency)])
-    marks.append((done, synthesizer_rss(server)))
-    marks[-1][1]["errors"] = errors
-    return marks
-
-
-def report(idle: dict, marks, meta, args) -> str:
-    final = {k: v for k, v in marks[-1][1].items() if k != "errors"}
-    worst = max(final.values()) / 1024 if final else float("nan")
-    header = "| requests | " + " | ".join(final) + " |"
-    lines = [header, "|---:|" + "---:|" * len(final)]
-    for n, rss in marks:
-        lines.append(f"| {n} | " + " | ".join(f"{rss.get(k, float('nan')):.0f}" for k in final) + " |")
-    per_proc = ", ".join(f"{k} {v:.0f}" for k, v in sorted(idle["by"].items(), key=lambda kv: -kv[1])[:10])
-    return f"""## Memory (`bench/memory.py`)
-
-- Command: `RAY_USAGE_STATS_ENABLED=0 .venv/bin/python bench/memory.py --requests {args.requests}`
-- Machine: {meta['machine']}; 1-min load average {meta['load_start']:.1f} at start, {meta['load_end']:.1f} at end.
-- Date: {meta['date']}; the run took {meta['took']:.0f} s.
-
-**`make serve` idle** (once ready, {args.idle_s:.0f} s without traffic; whole process tree, sampled every
-0.5 s): peak total PSS **{idle['peak_pss'] / 1024:.2f} GB** (peak RSS sum {idle['peak_rss'] / 1024:.2f} GB, which counts shared
-pages once per process); at the end PSS {idle['pss'] / 1024:.2f} GB. Largest processes at the end (RSS MB): {per_proc}.
-
-**Synthesizer replicas under {args.requests} mixed requests** ({meta['mix']}; {args.concurrency} concurrent clients;
-{marks[-1][1].get('errors', 0)} errors). RSS in MB per replica:
-
-{chr(10).join(lines)}
-
-Steady state after {marks[-1][0]} requests: largest Synthesizer replica **{worst:.2f} GB** (target <= {TARGET_GB} GB:
-{'met' if worst <= TARGET_GB else '**NOT met**'}).
-"""
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main() -> int:
+    parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--idle-s", type=float, default=30.0)
-    parser.add_argument("--no-doc", action="store_true")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    started = time.time()
-    load_start = load1()
-    with voxserve() as server:
-        with Sampler(server) as sampler:
-            time.sleep(args.idle_s)
-        pss, _, by = tree_memory(server.processes())
-        idle = {"peak_pss": sampler.peak_pss, "peak_rss": sampler.peak_rss, "pss": pss, "by": by}
-        print(f"idle: peak PSS {sampler.peak_pss:.0f} MB, peak RSS sum {sampler.peak_rss:.0f} MB", flush=True)
-        requests = mixed_requests(args.requests)
-        marks = asyncio.run(run_mixed(server, requests, args.concurrency, 10, lambda m: print(m, flush=True)))
-        load_end = load1()
-    mix = ("25% Kokoro, 75% Piper; 70% sync (wav/mp3/opus), 30% streamed (wav/mp3), ~10% cache hits; "
-           "1, 2 or 4 sentences")
-    meta = {"machine": machine_info(), "load_start": load_start, "load_end": load_end, "mix": mix,
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "took": time.time() - started}
-    text = report(idle, marks, meta, args)
-    print(text)
-    if not args.no_doc:
-        update_section("memory", text)
+
+    import ray
+    from ray import serve
+
+    from serve_app.app import build_app
+
+    store = Path(tempfile.mkdtemp(prefix="voxmem-"))
+    ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
+    port = 8000 + random.randrange(1000, 2000)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app({"store": f"file://{store}", "public_base_url": f"http://127.0.0.1:{port}"}),
+              name="mem", route_prefix="/")
+    base = f"http://127.0.0.1:{port}"
+    samples: dict[int, list[tuple[float, float]]] = {}
+    done = threading.Event()
+    started = time.monotonic()
+
+    def sampler() -> None:
+        while not done.is_set():
+            for pid in synthesizer_pids():
+                samples.setdefault(pid, []).append((time.monotonic() - started, rss_mb(pid)))
+            time.sleep(1)
+
+    threading.Thread(target=sampler, daemon=True).start()
+    time.sleep(2)
+    start_rss = {pid: s[-1][1] for pid, s in samples.items()}
+    mix = request_mix(args.requests)
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def client(part: list[tuple[str, dict]]) -> None:
+        with httpx.Client(base_url=base, timeout=300) as c:
+            for path, body in part:
+                code = c.post(path, json=body).status_code
+                with lock:
+                    statuses[code] = statuses.get(code, 0) + 1
+
+    threads = [threading.Thread(target=client, args=(mix[i::args.clients],)) for i in range(args.clients)]
+    t_load = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    load_s = time.monotonic() - t_load
+    time.sleep(10)   # idle: the replica hands freed memory back
+    done.set()
+    report = {"requests": args.requests, "clients": args.clients, "statuses": statuses, "load_s": round(load_s, 1),
+              "replicas": {}}
+    load_end = t_load - started + load_s
+    for pid, series in samples.items():
+        values = [v for _, v in series]
+        tail = [v for t, v in series if t >= load_end - 0.1 * load_s]
+        idle = [v for t, v in series if t > load_end + 5]
+        report["replicas"][str(pid)] = {
+            "start_mb": round(start_rss.get(pid, values[0])), "peak_mb": round(max(values)),
+            "last_10pct_median_mb": round(statistics.median(tail)) if tail else None,
+            "idle_after_mb": round(statistics.median(idle)) if idle else None,
+        }
+    serve.shutdown()
+    ray.shutdown()
+    print(json.dumps(report, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -24,7 +24,7 @@ from tts_engine.errors import NotFound, VoxServeError
 from tts_engine.settings import Settings
 from tts_engine.speaker.ge2e import SpeakerEncoder, similarity
 from storage import open_store
-from storage.voices import DEFAULT_TENANT, VoiceRegistry
+from storage.voices import DEFAULT_TENANT, VoiceRegistry, embedding_key
 
 from .options import SPEAKER_CACHE
 
@@ -69,7 +69,7 @@ class SpeakerEmbeddingCache:
 
     def _load_or_compute(self, key: tuple[str, str], data: bytes) -> tuple[Reference, bool]:
         tenant, digest = key
-        path = f"tenants/{tenant}/embeddings/{digest}.json"
+        path = embedding_key(digest, tenant)
         try:
             return Reference.from_json(self.store.get(path)), True
         except NotFound:

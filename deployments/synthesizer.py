@@ -8,6 +8,9 @@ are gathered into padded batches.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -16,11 +19,14 @@ from ray import serve
 from ray.serve.metrics import Histogram
 
 from tts_engine.engine import TTSEngine
+from tts_engine.models.fastpath import release_freed_memory
 from tts_engine.models.protocol import RenderItem
 from tts_engine.parallel import SENTENCE, STREAM, RenderPool, cpu_budget
 from tts_engine.settings import Settings
 
 from .options import SYNTHESIZER
+
+TRIM_EVERY_S = 1.0
 
 
 @serve.deployment(name="Synthesizer", **SYNTHESIZER)
@@ -36,6 +42,8 @@ class Synthesizer:
         self.pool = RenderPool(cpu_budget(s.torch_threads), s.render_workers, name=f"render-{family}")
         self.engine.model(next(v.id for v in self.engine.voices.list() if v.family == family))  # load first
         self.batch_sizes: Counter[int] = Counter()
+        self.rendering = 0  # sentences and streams in progress
+        self.trimmed_at = 0.0
         self.batch_histogram = Histogram(
             "voxserve_batch_size", description="Sentences per Synthesizer batch",
             boundaries=[1, 2, 4, 8, 16, 32], tag_keys=("family",),
@@ -44,9 +52,14 @@ class Synthesizer:
 
     async def render(self, item: RenderItem) -> np.ndarray:
         """One sentence -> its waveform."""
-        if self.padded:
-            return await self._render_padded(item)
-        return await self.pool.run(self._render_one, item, priority=SENTENCE)
+        self.rendering += 1
+        try:
+            if self.padded:
+                return await self._render_padded(item)
+            return await self.pool.run(self._render_one, item, priority=SENTENCE)
+        finally:
+            self.rendering -= 1
+            self._release_memory()
 
     def _render_one(self, item: RenderItem) -> np.ndarray:
         return self.engine.render_batch(item.voice, [item])[0]
@@ -71,8 +84,23 @@ class Synthesizer:
     async def render_stream(self, item: RenderItem) -> AsyncIterator[np.ndarray]:
         """Chunks of one sentence as the decoder produces them (the first one short); each chunk's
         work goes ahead of queued whole sentences, since a listener is waiting for it."""
-        async for chunk in self.pool.iterate(self.engine.render_stream(item), priority=STREAM):
-            yield chunk
+        self.rendering += 1
+        try:
+            async for chunk in self.pool.iterate(self.engine.render_stream(item), priority=STREAM):
+                yield chunk
+        finally:
+            self.rendering -= 1
+            self._release_memory()
+
+    def _release_memory(self) -> None:
+        """Freed buffers back to the OS when idle, and at least every TRIM_EVERY_S under load:
+        without it a replica grows to several GB (tts_engine/models/fastpath.py, docs/BENCHMARKS.md)."""
+        now = time.monotonic()
+        if self.rendering and now - self.trimmed_at < TRIM_EVERY_S:
+            return
+        self.trimmed_at = now
+        # In the thread pool, not awaited: the answer does not wait for the trim.
+        asyncio.get_running_loop().run_in_executor(None, release_freed_memory)
 
     def stats(self) -> dict:
-        return {"batch_sizes": dict(self.batch_sizes), "parallel": self.pool.stats()}
+        return {"batch_sizes": dict(self.batch_sizes), "parallel": self.pool.stats(), "pid": os.getpid()}

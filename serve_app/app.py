@@ -9,62 +9,44 @@ Routes live in ``serve_app/routers/``, one module per audience; each is thin ove
 
 import ipaddress
 import logging
-import time
-import uuid
 
-from fastapi import FastAPI, Request
 from ray import serve
 
-from deployments.options import INGRESS, SYNTHESIZER
+from deployments.options import INGRESS, cluster_cpus, fitted
 from deployments.rate_limiter import RateLimiter
 from deployments.speaker_cache import SpeakerEmbeddingCache
 from deployments.synthesizer import Synthesizer
 from deployments.text_frontend import TextFrontend
+from storage import create_store
 from tts_engine.settings import Settings
 
 from . import context
 from .auth.middleware import AuthMiddleware
-from .edge import valid_request_id
-from .errors import install_error_handlers
+from .errors import VoxServeAPI, install_error_handlers
+from .middleware import RequestContext
 from .routers import account, admin, admin_clients, cloud, cosyvoice, gptsovits, native, oauth, openai, voices
 from .timeouts import BodyTimeoutMiddleware
 
 log = logging.getLogger("voxserve")
 
-app = FastAPI(
+app = VoxServeAPI(
     title="VoxServe",
     version="0.1.0",
     description="Text-to-speech on Ray Serve: sync, streaming, OpenAI-compatible; audio in S3-compatible storage.",
 )
 install_error_handlers(app)
-for router in (native.router, openai.router, voices.router, admin.router, oauth.router, account.router,
-               admin_clients.router,
-               gptsovits.router, cosyvoice.router, cloud.router):  # drop-in compatibility adapters
+ROUTERS = (native.router, openai.router, voices.router, admin.router, oauth.router, account.router,
+           admin_clients.router,
+           gptsovits.router, cosyvoice.router, cloud.router)  # drop-in compatibility adapters
+for router in ROUTERS:
     app.include_router(router)
+app.state.api_routes = [route for router in ROUTERS for route in router.routes]  # for 405's Allow
 # Auth (issue 11): every route but the public allow-list (serve_app/auth/scopes.py) needs a
-# credential, including routers added later. Added before request_context so that one stays
-# outermost (it logs and counts the 401/403/429s too).
+# credential, including routers added later. Added before RequestContext so that one stays
+# outermost (it logs and counts the 401/403/429s too, and shapes whatever escapes).
 app.add_middleware(BodyTimeoutMiddleware)
 app.add_middleware(AuthMiddleware)
-
-
-@app.middleware("http")
-async def request_context(request: Request, call_next):
-    """Request id (Ray's proxy accepts X-Request-ID or generates one, and echoes it), logged; metrics."""
-    incoming = request.headers.get("x-request-id", "")
-    request_id = incoming if valid_request_id(incoming) else uuid.uuid4().hex
-    request.state.request_id = request_id
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    path = getattr(route, "path", "unmatched")
-    metrics = getattr(request.app.state, "metrics", None)
-    if metrics is not None:
-        principal = getattr(request.state, "principal", None)
-        metrics.request(path, response.status_code, time.perf_counter() - started,
-                        principal.tenant if principal else "-")
-    log.info("%s %s -> %s request_id=%s", request.method, request.url.path, response.status_code, request_id)
-    return response
+app.add_middleware(RequestContext)
 
 
 @serve.deployment(name="Ingress", **INGRESS)
@@ -110,21 +92,29 @@ def refuse_open_proxy(settings: Settings) -> None:
 
 
 def build_app(args: dict | None = None):
-    """The bound application; ``args`` are Settings overrides (the serve config's ``args:``)."""
+    """The bound application; ``args`` are Settings overrides (the serve config's ``args:``).
+    Deployment defaults are fitted to the CPUs Ray reports (deployments/options.py); a serve
+    config's deployment entries still win over them."""
     overrides = dict(args or {})
     settings = Settings(**overrides)  # fail fast on bad config, before any replica starts
-    synthesizers = {family: synthesizer_for(family, settings).bind(overrides, family)
+    # The one place a local store directory is created; replicas only open it (a vanished
+    # directory is then an outage, not a fresh empty store).
+    overrides["store"] = create_store(settings)
+    sized = fitted(cluster_cpus(), families=len(settings.model_families))
+    synthesizers = {family: synthesizer_for(family, settings, sized["Synthesizer"]).bind(overrides, family)
                     for family in settings.model_families}
     # The limiter exists only where there is something to limit (auth: required).
     limiter = RateLimiter.bind(overrides) if settings.auth == "required" else None
-    return Ingress.bind(TextFrontend.bind(overrides), synthesizers,
-                        SpeakerEmbeddingCache.bind(overrides), settings=overrides, limiter=limiter)
+    return Ingress.options(**sized["Ingress"]).bind(
+        TextFrontend.options(**sized["TextFrontend"]).bind(overrides), synthesizers,
+        SpeakerEmbeddingCache.options(**sized["SpeakerEmbeddingCache"]).bind(overrides), settings=overrides,
+        limiter=limiter)
 
 
-def synthesizer_for(family: str, settings: Settings):
+def synthesizer_for(family: str, settings: Settings, options: dict):
     """The Synthesizer deployment of one model family, named ``Synthesizer-<family>``."""
-    actor = dict(SYNTHESIZER["ray_actor_options"])
+    actor = dict(options["ray_actor_options"])
     if settings.synthesizer_num_gpus and family in settings.gpu_families:
         # The serve config's ray_actor_options still win over this (Serve applies them last).
         actor["num_gpus"] = settings.synthesizer_num_gpus
-    return Synthesizer.options(name=f"Synthesizer-{family}", ray_actor_options=actor)
+    return Synthesizer.options(**{**options, "name": f"Synthesizer-{family}", "ray_actor_options": actor})

@@ -24,6 +24,7 @@ from .auth.principal import Principal, principal_of
 from .auth.tokens import KeyRing, TokenIssuer
 from .auth.verifier import Authenticator
 from .metrics import IngressMetrics
+from .resilience import once_more
 from .schemas import TTSRequest
 from .synthesis import AudioRequest, SynthesisService
 
@@ -92,7 +93,8 @@ class Services:
             self.limiter.check_audio(principal)  # every synthesis route comes through here
         if reference is not None:
             await asyncio.to_thread(decode_reference, reference, self.settings, "reference_audio")
-            analysed = await self.speaker_cache.analyze.remote(reference, principal.tenant)
+            analysed = await once_more(lambda: self.speaker_cache.analyze.remote(reference, principal.tenant),
+                                       "reference analysis")
             conditioning = AdaptationConditioning(analysed.profile)
         elif VoiceRegistry.is_registered_id(voice):
             record = await asyncio.to_thread(self.registry_for(request).ready, voice)

@@ -8,14 +8,10 @@ from pydantic import BaseModel, ValidationError
 
 from tts_engine.errors import PayloadTooLarge, UnsupportedMediaType
 
+from .forms import parse_multipart, parse_urlencoded
+
 MAX_JSON_BYTES = 1 << 20
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
-
-
-def body_schema(model: type[BaseModel]) -> dict:
-    """``openapi_extra`` declaring a JSON body for routes that read the body themselves."""
-    schema = model.model_json_schema()
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def content_type_of(request: Request) -> str:
@@ -53,13 +49,8 @@ async def read_model(request: Request, model: type[BaseModel]) -> BaseModel:
 
 
 async def read_form(request: Request, limit: int) -> tuple[dict[str, str], dict[str, bytes]]:
-    """Multipart or urlencoded form: (text fields, file fields as bytes)."""
-    await read_limited_body(request, limit, "body")
-    form = await request.form()
-    fields, files = {}, {}
-    for name, value in form.multi_items():
-        if isinstance(value, str):
-            fields[name] = value
-        else:
-            files[name] = await value.read()
-    return fields, files
+    """Multipart or urlencoded form: (text fields, file fields as bytes); text strictly UTF-8."""
+    body = await read_limited_body(request, limit, "body")
+    if content_type_of(request) == "multipart/form-data":
+        return parse_multipart(body, request.headers.get("content-type", ""))
+    return parse_urlencoded(body), {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import AsyncIterator
 
 from fastapi.responses import StreamingResponse
 
@@ -20,20 +21,43 @@ async def streaming_response(services: Services, req: AudioRequest, route: str) 
         services.metrics.first_chunk.observe(time.perf_counter() - started, tags={"route": route})
 
     stream = await services.synthesis.stream(req, on_first_byte=first_byte)
-    headers = {"X-Audio-URL": stream.url, "X-Audio-Key": stream.key, "X-Sample-Rate": str(stream.sample_rate),
+    body = await primed(stream.body)
+    headers = {"X-Audio-URL": stream.url, "X-Audio-Key": stream.key, "X-Audio-Status": status_path(stream.key),
+               "X-Sample-Rate": str(stream.sample_rate),
                "X-Cache": "hit" if stream.cached else "miss", "Cache-Control": "no-store"}
-    return StreamingResponse(stream.body, media_type=stream.content_type, headers=headers)
+    return StreamingResponse(body, media_type=stream.content_type, headers=headers)
+
+
+def status_path(key: str) -> str:
+    """Where a client asks whether the stream's stored copy exists (it is written as the stream ends)."""
+    return f"/v1/tts/status/{key}"
+
+
+async def primed(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The body with its first piece already produced: anything that fails before the first audio
+    (replicas, storage) is raised here and answered as an HTTP error, not as a 200 with no audio."""
+    first = await anext(body, None)
+
+    async def chained() -> AsyncIterator[bytes]:
+        if first is not None:
+            yield first
+        async for piece in body:
+            yield piece
+
+    return chained()
 
 
 async def sse_response(services: Services, req: AudioRequest) -> StreamingResponse:
     """OpenAI's ``stream_format: sse``: base64 audio deltas, then a done event."""
     stream = await services.synthesis.stream(req)
+    body = await primed(stream.body)
 
     async def events():
-        async for chunk in stream.body:
+        async for chunk in body:
             if chunk:
                 event = {"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()}
                 yield f"data: {json.dumps(event)}\n\n"
         yield f"data: {json.dumps({'type': 'speech.audio.done'})}\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"X-Audio-URL": stream.url})
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"X-Audio-URL": stream.url, "X-Audio-Status": status_path(stream.key)})

@@ -44,9 +44,16 @@ def ray_exposure_problem(exposed: list[netcheck.Listener], ray_auth_mode: str, a
             "reaches this host could run code on it. Run with RAY_AUTH_MODE=token (make serve does).")
 
 
+# Ray's own log files rotate (its defaults keep up to 512 MB x 5 per file); the processes that
+# ray.init starts read these from the environment.
+LOG_ROTATION = {"RAY_ROTATION_MAX_BYTES": str(16 * 2**20), "RAY_ROTATION_BACKUP_COUNT": "4"}
+
+
 def main() -> None:
     overrides = local_overrides(Settings())
     settings = Settings(**overrides)  # refuses auth: none off loopback
+    for name, value in LOG_ROTATION.items():
+        os.environ.setdefault(name, value)
     os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "serve_app.edge:proxy_middlewares")
     ray.init(_node_ip_address=LOOPBACK, include_dashboard=False, dashboard_host=LOOPBACK, configure_logging=False)
     serve.start(http_options={"host": settings.host, "port": settings.port, "keep_alive_timeout_s": 5,

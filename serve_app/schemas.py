@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from tts_engine.engine import SynthesisOptions
 
@@ -25,7 +25,8 @@ class TTSRequest(BaseModel):
     seed: int | None = Field(None, description="Same request + seed gives identical audio.")
     noise_scale: float | None = Field(None, description="0 to 2; voice default if unset.")
     noise_w: float | None = Field(None, description="0 to 2; voice default if unset.")
-    speaker: str | int | None = Field(None, description="Speaker name or index for multi-speaker voices.")
+    # Strict: JSON true/false must not pass as speaker 1/0.
+    speaker: StrictStr | StrictInt | None = Field(None, description="Speaker name or index for multi-speaker voices.")
     response: Literal["url", "base64", "binary"] = "url"
     cache: bool = Field(True, description="false forces fresh synthesis.")
 
@@ -80,3 +81,8 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+class VoiceAccepted(BaseModel):
+    voice_id: str
+    status: str

@@ -7,7 +7,6 @@ deployments only through their handles, and to storage only through ``AudioStore
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -21,17 +20,19 @@ import numpy as np
 from tts_engine.audio import encoders
 from tts_engine.audio.assembly import finish_audio, join_sentences, silence
 from tts_engine.engine import Prepared, SynthesisOptions
+from tts_engine.models.protocol import RenderItem
 from tts_engine.settings import Settings
 from storage import AudioStore, StoredObject
 
+from .claims import ClaimBook
 from .metrics import IngressMetrics
+from .resilience import once_more, replica_gone, waiting_out_backpressure
+from .stream_store import DeferredStore, StoreGuard, StreamSink
 
 log = logging.getLogger("voxserve")
 
 AUDIO_PREFIX = "tts"
-LOCK_PREFIX = "locks"
-CLAIM_TTL_S = 120.0     # a claim older than this is a crashed replica's; take it over
-CLAIM_POLL_S = 0.1
+STREAM_PATIENCE_S = 30.0  # how long a stream under way waits for room in a full Synthesizer queue
 KNOWN_KEYS = 4096
 
 
@@ -116,6 +117,9 @@ class SynthesisService:
         self.synthesizers = synthesizers  # model family -> its Synthesizer deployment handle
         self.store = store
         self.metrics = metrics
+        self.claims = ClaimBook(store, settings.claim_ttl_s)
+        self.guard = StoreGuard(store, settings.store_probe_interval_s)
+        self.deferred = DeferredStore(store, settings, self.guard)
         # Identical requests in flight in this replica share one synthesis.
         self._inflight: dict[str, asyncio.Future[Result]] = {}
         # Request -> (cache key, voice, rate): a repeated request finds its stored result without
@@ -126,7 +130,8 @@ class SynthesisService:
 
     async def prepare(self, req: AudioRequest) -> tuple[Prepared, str, int, str]:
         fmt = encoders.check_format(req.format)
-        prepared: Prepared = await self.frontend.prepare.remote(req.text, req.options)
+        prepared: Prepared = await once_more(lambda: self.frontend.prepare.remote(req.text, req.options),
+                                             "text preparation")
         rate = encoders.output_sample_rate(fmt, prepared.voice.sample_rate, req.sample_rate)
         key = cache_key(prepared, fmt, rate, req.conditioning_key, req.cache_scope)
         self._remember_key(req, key, prepared.voice.id, rate)
@@ -166,8 +171,7 @@ class SynthesisService:
     async def render(self, prepared: Prepared, transform=None) -> np.ndarray:
         """All sentences at once (they batch and spread over replicas), joined in order."""
         synthesizer = self.synthesizer_for(prepared)
-        calls = [synthesizer.render.remote(item) for item in prepared.items()]
-        pieces = await asyncio.gather(*calls)
+        pieces = await asyncio.gather(*[self.render_one(synthesizer, item) for item in prepared.items()])
         rate = prepared.voice.sample_rate
         audio = join_sentences(pieces, rate, prepared.pause(self.settings.sentence_pause_s))
         if transform is not None:
@@ -177,6 +181,20 @@ class SynthesisService:
     def synthesizer_for(self, prepared: Prepared):
         """The Synthesizer deployment of the voice's model family (each family scales on its own)."""
         return self.synthesizers[prepared.voice.family]
+
+    async def render_one(self, synthesizer, item: RenderItem, pending=None, patient: bool = False) -> np.ndarray:
+        """One sentence; if its replica dies, rendered again elsewhere (seeded noise: same audio).
+        ``patient`` (a stream already under way): a full Synthesizer queue is waited out with backoff
+        rather than cutting off audio the client is already listening to."""
+        first = [pending]
+
+        def call():
+            already = first.pop() if first else None   # the call already in flight, then fresh ones
+            return already if already is not None else synthesizer.render.remote(item)
+
+        if not patient:
+            return await once_more(call, "synthesis")
+        return await waiting_out_backpressure(lambda: once_more(call, "synthesis"), STREAM_PATIENCE_S)
 
     def metadata(self, prepared: Prepared, fmt: str, rate: int, duration_s: float | None) -> dict[str, str]:
         meta = {
@@ -205,14 +223,17 @@ class SynthesisService:
         if hit is None and use_cache and key in self._inflight:
             hit = (await asyncio.shield(self._inflight[key])).stored
         if hit is None and use_cache:
-            hit = await self.wait_for_other_replica(key)  # None: this replica now holds the claim
+            hit = await self.claims.wait(key)  # None: this replica now holds the claim
         if hit is not None:
             return _metered(req, await self.cached_result(hit, prepared.voice.id, rate, fmt, want_bytes, frontend_ms))
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        if use_cache:
-            self._inflight[key] = future
-        try:
+        if not use_cache:
             result = _metered(req, await self._synthesize_fresh(req, prepared, fmt, rate, key, frontend_ms))
+            return result if want_bytes else replace(result, data=None)
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            async with self.claims.held(key):
+                result = _metered(req, await self._synthesize_fresh(req, prepared, fmt, rate, key, frontend_ms))
             future.set_result(result)
             return result if want_bytes else replace(result, data=None)
         except BaseException as exc:
@@ -222,8 +243,6 @@ class SynthesisService:
         finally:
             if self._inflight.get(key) is future:
                 del self._inflight[key]
-            if use_cache:
-                await asyncio.to_thread(self._release, key)
 
     async def cached_result(self, hit: StoredObject, voice: str, rate: int, fmt: str,
                             want_bytes: bool, frontend_ms: float) -> Result:
@@ -239,47 +258,6 @@ class SynthesisService:
             return hit.size / 2 / rate
         audio, decoded_rate = encoders.decode(data if data is not None else self.store.get(hit.key))
         return len(audio) / decoded_rate
-
-    # ------------------------------------------------------------------ de-duplication across replicas
-
-    @staticmethod
-    def _claim_key(key: str) -> str:
-        return f"{LOCK_PREFIX}/{key.rsplit('/', 1)[-1]}.claim"
-
-    def _try_claim(self, key: str) -> bool:
-        """Conditional create of a claim object: exactly one replica wins a fresh key."""
-        claim = self._claim_key(key)
-        stamp = json.dumps({"at": time.time()}).encode()
-        if self.store.put_if_absent(claim, stamp, "application/json"):
-            return True
-        try:
-            age = time.time() - json.loads(self.store.get(claim))["at"]
-        except Exception:  # noqa: BLE001 - vanished or unreadable: treat as free
-            age = CLAIM_TTL_S + 1
-        if age > CLAIM_TTL_S:
-            self.store.delete(claim)
-            return self.store.put_if_absent(claim, stamp, "application/json")
-        return False
-
-    def _release(self, key: str) -> None:
-        try:
-            self.store.delete(self._claim_key(key))
-        except Exception:  # noqa: BLE001 - a leftover claim only expires
-            log.warning("could not release claim for %s", key)
-
-    async def wait_for_other_replica(self, key: str) -> StoredObject | None:
-        """None if this replica should synthesize (it now holds the claim); else the object another
-        replica finished. If that replica gives up (claim gone, no object), this one takes over."""
-        while not await asyncio.to_thread(self._try_claim, key):
-            deadline = time.monotonic() + CLAIM_TTL_S
-            while time.monotonic() < deadline:
-                await asyncio.sleep(CLAIM_POLL_S)
-                obj = await asyncio.to_thread(self.store.head, key)
-                if obj is not None:
-                    return obj
-                if not await asyncio.to_thread(self.store.exists, self._claim_key(key)):
-                    break
-        return None
 
     async def _synthesize_fresh(self, req: AudioRequest, prepared: Prepared, fmt: str, rate: int,
                                 key: str, frontend_ms: float) -> Result:
@@ -310,54 +288,52 @@ class SynthesisService:
                     duration = await asyncio.to_thread(self._measured_duration, key, data)
                 req.meter(len(req.text), float(duration), True)
             return Stream(key, url, hit.content_type, True, _once(data), rate)
+        # Known before the first byte that the URL could never work: say so now (503), not with a 200.
+        await self.guard.ensure_writable()
         encoder = encoders.StreamEncoder(fmt, prepared.voice.sample_rate, rate)
-        body = self._stream_body(req, prepared, encoder, key, fmt, rate, on_first_byte)
+        sink = await asyncio.to_thread(StreamSink, self.store, self.deferred, key, fmt, rate,
+                                       self.metadata(prepared, fmt, rate, None))
+        body = self._stream_body(req, prepared, encoder, sink, on_first_byte)
         return Stream(key, url, encoder.content_type, False, body, rate)
 
     async def _stream_body(self, req: AudioRequest, prepared: Prepared, encoder: encoders.StreamEncoder,
-                           key: str, fmt: str, rate: int, on_first_byte) -> AsyncIterator[bytes]:
+                           sink: StreamSink, on_first_byte) -> AsyncIterator[bytes]:
         """Encoded bytes as produced; they also go to storage as they come (multipart parts above
-        the threshold), completed at the end and aborted if anything fails or the client leaves.
-        WAV is the exception: its stored copy needs real sizes in the header, so it is put at the end."""
-        sink = _StreamSink(self.store, key, fmt, rate, self.metadata(prepared, fmt, rate, None))
+        the threshold), completed at the end and aborted if synthesis fails or the client leaves.
+        WAV is the exception: its stored copy needs real sizes in the header, so it is put at the end.
+        The header leaves with the first audio, so a failure before any audio is still an HTTP error."""
+        key = sink.key
         samples, sent_audio = 0, False
-        # Performance (issue 10): the first sentence starts rendering before the header goes out,
-        # and PCM/WAV chunks are converted inline (microseconds; a thread hop costs more).
-        chunks = self._audio_chunks(prepared, req.transform)
-        first = asyncio.ensure_future(anext(chunks, None))
-        inline = fmt in ("wav", "pcm")
+        inline = encoder.format in ("wav", "pcm")
         try:
-            header = encoder.header()
-            await sink.write(header)
-            if header:
-                yield header
-            audio = await first
-            while audio is not None:
+            pending_header = encoder.header()
+            await sink.write(pending_header)
+            async for audio in self._audio_chunks(prepared, req.transform):
                 samples += len(audio)
+                # PCM/WAV conversion takes microseconds: a thread hop would cost more (issue 10).
                 data = encoder.feed(audio) if inline else await asyncio.to_thread(encoder.feed, audio)
                 if data:
                     if on_first_byte is not None and not sent_audio:
                         on_first_byte()
                     sent_audio = True
                     await sink.write(data)
-                    yield data
-                audio = await anext(chunks, None)
+                    yield pending_header + data
+                    pending_header = b""
             tail = encoder.finish()
             await sink.write(tail)
-            yield tail
+            yield pending_header + tail
             duration = samples / prepared.voice.sample_rate
             await sink.complete(duration)
             self.metrics.produced(duration)
             if req.meter is not None:
                 req.meter(len(req.text), duration, False)
-        except BaseException:
-            log.warning("stream for %s ended early (request %s); upload aborted", key, req.request_id)
+        except BaseException as exc:
+            log.info("stream for %s ended early (request %s: %s); upload aborted", key, req.request_id,
+                     type(exc).__name__)
             if req.meter is not None and samples:  # a client that leaves early pays for what it got
                 req.meter(len(req.text), samples / prepared.voice.sample_rate, False)
             await asyncio.shield(sink.abort())
             raise
-        finally:
-            await _close_chunks(first, chunks)
 
     async def _audio_chunks(self, prepared: Prepared, transform) -> AsyncIterator[np.ndarray]:
         """The first sentence chunk by chunk (fast first audio); the rest rendered concurrently
@@ -367,31 +343,47 @@ class SynthesisService:
         synthesizer = self.synthesizer_for(prepared)
         whole_sentences = transform is not None or prepared.pitch != 0  # WORLD needs whole sentences
         later: list[Awaitable[np.ndarray] | None] = []
-        first = None
         try:
             if whole_sentences:
                 later = [synthesizer.render.remote(item) for item in items]
             else:
-                first = synthesizer.options(stream=True).render_stream.remote(items[0])
-                async for chunk in first:
+                async for chunk in self._first_sentence(synthesizer, items[0]):
                     if not later:
                         later = [None] + [synthesizer.render.remote(item) for item in items[1:]]
                     yield finish_audio(chunk, rate, prepared.volume)
-                first = None
+                if not later:
+                    later = [None] + [synthesizer.render.remote(item) for item in items[1:]]
             for i, pending in enumerate(later):
                 if pending is None:
                     continue
                 if i:
                     yield silence(prepared.pause(self.settings.sentence_pause_s), rate)
-                audio = await pending
+                audio = await self.render_one(synthesizer, items[i], pending, patient=True)
                 later[i] = None
                 if transform is not None:
                     audio = await asyncio.to_thread(transform, audio, rate)
                 yield finish_audio(audio, rate, prepared.volume, prepared.pitch)
         finally:
-            _cancel(first)  # the client left mid-sentence: the replica stops decoding it
             for pending in later:  # the client left: don't keep replicas busy for nobody
                 _cancel(pending)
+
+    async def _first_sentence(self, synthesizer, item: RenderItem) -> AsyncIterator[np.ndarray]:
+        """The first sentence in vocoder chunks. If its replica dies mid-way, the sentence is rendered
+        again elsewhere (seeded noise: the same audio) and only the part not yet sent follows."""
+        sent = 0
+        try:
+            async for chunk in synthesizer.options(stream=True).render_stream.remote(item):
+                sent += len(chunk)
+                yield chunk
+            return
+        except Exception as exc:
+            if not replica_gone(exc):
+                raise
+            log.warning("streaming replica lost after %d samples (%s); rendering the rest elsewhere",
+                        sent, type(exc).__name__)
+        audio = await self.render_one(synthesizer, item, patient=True)
+        if len(audio) > sent:
+            yield audio[sent:]
 
 
 def _metered(req: AudioRequest, result: Result) -> Result:
@@ -409,48 +401,5 @@ def _cancel(pending) -> None:
         pending.close()  # a bare coroutine
 
 
-async def _close_chunks(first: asyncio.Future, chunks: AsyncIterator[np.ndarray]) -> None:
-    """Stop a stream's audio source: its cleanup cancels the renders still queued on replicas."""
-    if not first.done():
-        first.cancel()  # the generator runs inside it: the cancellation runs its cleanup
-        with contextlib.suppress(BaseException):
-            await first
-    else:
-        if not first.cancelled():
-            first.exception()  # mark it retrieved (the caller saw it, or left before it mattered)
-        await chunks.aclose()
-
-
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
-
-
-class _StreamSink:
-    """Where a stream's bytes are kept: an S3/local ``Upload`` fed as bytes are produced, or, for
-    WAV, a buffer put once at the end with the real sizes written into its header."""
-
-    def __init__(self, store: AudioStore, key: str, fmt: str, rate: int, metadata: dict[str, str]) -> None:
-        self.store, self.key, self.fmt, self.rate, self.metadata = store, key, fmt, rate, metadata
-        self.buffer = bytearray()
-        self.upload = None if fmt == "wav" else store.open_upload(key, encoders.CONTENT_TYPES[fmt], metadata)
-
-    async def write(self, data: bytes) -> None:
-        if not data:
-            return
-        if self.upload is None:
-            self.buffer += data
-        else:
-            await asyncio.to_thread(self.upload.write, data)
-
-    async def complete(self, duration_s: float) -> None:
-        if self.upload is not None:
-            await asyncio.to_thread(self.upload.complete)
-            return
-        pcm = bytes(self.buffer[encoders.WAV_HEADER_BYTES:])
-        data = encoders.wav_header(self.rate, len(pcm)) + pcm
-        meta = {**self.metadata, "duration-s": f"{duration_s:.3f}"}
-        await asyncio.to_thread(self.store.put, self.key, data, encoders.CONTENT_TYPES["wav"], meta)
-
-    async def abort(self) -> None:
-        if self.upload is not None:
-            await asyncio.to_thread(self.upload.abort)

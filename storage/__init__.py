@@ -7,9 +7,9 @@ and the deployments use it; ``tts_engine`` never imports it.
 """
 
 from storage.base import CACHE_CONTROL, AudioStore, StoredObject, Upload, validate_key
-from storage.factory import open_store
+from storage.factory import create_store, open_store
 from storage.local import LocalStore
 from storage.s3 import S3Store
 
-__all__ = ["CACHE_CONTROL", "AudioStore", "LocalStore", "S3Store", "StoredObject", "Upload", "open_store",
+__all__ = ["CACHE_CONTROL", "AudioStore", "LocalStore", "S3Store", "StoredObject", "Upload", "create_store", "open_store",
            "validate_key"]

@@ -47,6 +47,8 @@ _MAX_METADATA_BYTES = 2048  # S3's limit on user metadata
 # Internal marker put_if_absent uses to recognise its own write after a retry.
 _WRITER_TOKEN_KEY = "voxserve-writer-token"
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# Readiness probes write here: a dot segment is never a valid key, so no object can collide.
+PROBE_PREFIX = ".probe"
 
 
 # --------------------------------------------------------------------------- values

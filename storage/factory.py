@@ -60,8 +60,9 @@ def _file_root(parts: SplitResult, spec: str) -> Path:
     return Path(path)
 
 
-def open_store(settings: Settings) -> AudioStore:
-    """The store ``settings.store`` names: ``s3://`` -> S3Store; ``file:`` or a path -> LocalStore."""
+def open_store(settings: Settings, create: bool = False) -> AudioStore:
+    """The store ``settings.store`` names: ``s3://`` -> S3Store; ``file:`` or a path -> LocalStore.
+    ``create`` makes a missing local directory: only at application start-up (see LocalStore)."""
     spec = settings.store.strip()
     if not spec:
         raise ValueError(f"settings.store is empty; {_STORE_FORMS}")
@@ -71,7 +72,17 @@ def open_store(settings: Settings) -> AudioStore:
         bucket, prefix = _s3_location(parts, spec)
         return S3Store(settings, bucket, prefix)
     if scheme == "file":
-        return LocalStore(settings, _file_root(parts, spec))
+        return LocalStore(settings, _file_root(parts, spec), create=create)
     if scheme == "":
-        return LocalStore(settings, Path(spec))
+        return LocalStore(settings, Path(spec), create=create)
     raise ValueError(f"unsupported store URL scheme {parts.scheme!r} in {_redacted(spec)!r}; {_STORE_FORMS}")
+
+
+def create_store(settings: Settings) -> str:
+    """Application start-up: make a local store's directory and return the store spec every replica
+    should open (a local path made absolute, so replicas with another working directory agree)."""
+    store = open_store(settings, create=True)
+    if isinstance(store, LocalStore):
+        store.url("probe")  # the URL signing key is made now, not by the first request
+        return f"file://{store.root}"
+    return settings.store

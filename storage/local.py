@@ -20,6 +20,7 @@ from tts_engine.settings import Settings
 from storage.base import (
     AudioStore,
     DEFAULT_CONTENT_TYPE,
+    PROBE_PREFIX,
     StoredObject,
     Upload,
     _SIDECAR_SUFFIX,
@@ -53,9 +54,18 @@ def _sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + _SIDECAR_SUFFIX)
 
 
-def _write_durable_temp(path: Path, data: bytes) -> Path:
+def _make_dirs_below(root: Path, directory: Path) -> None:
+    """mkdir ``directory`` and its parents up to, not including, ``root``: if the store's own
+    directory is gone this fails instead of silently creating a new, empty store."""
+    for part in reversed([directory, *directory.parents]):
+        if part == root or not part.is_relative_to(root):
+            continue
+        part.mkdir(exist_ok=True)  # no parents=True: a missing root raises FileNotFoundError
+
+
+def _write_durable_temp(path: Path, data: bytes, root: Path) -> Path:
     """Write ``data`` to a fresh temp file beside ``path``, fsynced; return the temp path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_dirs_below(root, path.parent)
     tmp = _temp_path(path)
     with open(tmp, "xb") as f:
         f.write(data)
@@ -78,10 +88,13 @@ class LocalStore(AudioStore):
     (ignored by list_keys).
     """
 
-    def __init__(self, settings: Settings, root: Path) -> None:
+    def __init__(self, settings: Settings, root: Path, create: bool = True) -> None:
+        """``create``: make the directory if missing (application start-up only; replicas opened
+        later pass False, so a store directory that disappears is an outage, not a new empty store)."""
         self._settings = settings
         root = Path(root).expanduser()
-        root.mkdir(parents=True, exist_ok=True)
+        if create:
+            root.mkdir(parents=True, exist_ok=True)
         # Absolute once, here: Ray replicas may run with a different working directory.
         self.root = root.resolve()
         self._signing_key_cache: bytes | None = None
@@ -95,8 +108,13 @@ class LocalStore(AudioStore):
 
     # --- paths and locks ------------------------------------------------------------
 
+    def _require_root(self) -> None:
+        if not self.root.is_dir():
+            raise StorageUnavailable(f"local storage unavailable: the store directory {self.root} is missing")
+
     def _path(self, key: str) -> Path:
         key = validate_key(key)
+        self._require_root()
         path = self.root / key
         # Belt and braces against symlinks inside root pointing out of it.
         if not path.resolve().is_relative_to(self.root):
@@ -122,7 +140,7 @@ class LocalStore(AudioStore):
         """Move a finished temp file under ``key`` (sidecar first); False if exclusive and taken."""
         path = self._path(key)
         sidecar = json.dumps({"content_type": content_type, "metadata": metadata}, sort_keys=True).encode()
-        sidecar_tmp = _write_durable_temp(_sidecar_path(path), sidecar)
+        sidecar_tmp = _write_durable_temp(_sidecar_path(path), sidecar, self.root)
         try:
             with self._key_lock(key):
                 if exclusive and path.exists():
@@ -170,7 +188,7 @@ class LocalStore(AudioStore):
         key, data, content_type, meta = _checked_put(key, data, content_type, metadata)
         path = self._path(key)
         try:
-            tmp = _write_durable_temp(path, data)
+            tmp = _write_durable_temp(path, data, self.root)
             created = self._commit(key, tmp, content_type, meta, exclusive=exclusive)
         except OSError as exc:
             raise StorageUnavailable(f"local storage unavailable: {type(exc).__name__}: {exc.strerror}") from exc
@@ -210,12 +228,16 @@ class LocalStore(AudioStore):
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        with self._key_lock(key):
-            path.unlink(missing_ok=True)  # data first: the key disappears atomically
-            _sidecar_path(path).unlink(missing_ok=True)
+        try:
+            with self._key_lock(key):
+                path.unlink(missing_ok=True)  # data first: the key disappears atomically
+                _sidecar_path(path).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"local storage unavailable: {type(exc).__name__}: {exc.strerror}") from exc
 
     def list_keys(self, prefix: str) -> list[str]:
         prefix = _validated_prefix(prefix)
+        self._require_root()
         start = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
         keys: list[str] = []
         for dirpath, dirnames, filenames in os.walk(start):
@@ -240,8 +262,21 @@ class LocalStore(AudioStore):
         return _LocalUpload(self, key, path, _validated_content_type(content_type), _normalized_metadata(metadata))
 
     def check(self) -> None:
-        if not self.root.is_dir() or not os.access(self.root, os.W_OK | os.X_OK):
-            raise StorageUnavailable(f"local storage unavailable: {self.root} is not a writable directory")
+        """Write, fsync and delete a probe file: permission bits say nothing to root, and nothing
+        about a read-only mount or a full disk."""
+        self._require_root()
+        probe = self.root / f"{PROBE_PREFIX}-{uuid.uuid4().hex}"
+        try:
+            with open(probe, "xb") as f:
+                f.write(b"probe")
+                f.flush()
+                os.fsync(f.fileno())
+            probe.unlink()
+        except OSError as exc:
+            probe.unlink(missing_ok=True)
+            raise StorageUnavailable(
+                f"local storage unavailable: {self.root} does not take writes ({type(exc).__name__}: {exc.strerror})"
+            ) from exc
 
     # --- signed media URLs -------------------------------------------------------------
 
@@ -285,7 +320,11 @@ class LocalStore(AudioStore):
     def _load_or_create_signing_key(self) -> bytes:
         path = self.root / ".signing-key"
         if not path.exists():
-            self._create_signing_key(path)
+            try:
+                self._create_signing_key(path)
+            except OSError as exc:
+                raise StorageUnavailable(f"local storage unavailable: cannot create the URL signing key "
+                                         f"({type(exc).__name__}: {exc.strerror})") from exc
         # A fallback O_EXCL writer may still be filling the file; wait briefly for content.
         for _ in range(50):
             text = path.read_text().strip()
@@ -333,7 +372,7 @@ class _LocalUpload(Upload):
         super().__init__(key, content_type, metadata)
         self._store = store
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_dirs_below(store.root, path.parent)
             self._tmp = _temp_path(path)
             self._file = open(self._tmp, "xb")  # noqa: SIM115 - closed in complete/abort
         except OSError as exc:

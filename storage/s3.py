@@ -15,6 +15,7 @@ from tts_engine.settings import Settings
 from storage.base import (
     AudioStore,
     CACHE_CONTROL,
+    PROBE_PREFIX,
     DEFAULT_CONTENT_TYPE,
     StoredObject,
     T,
@@ -422,7 +423,9 @@ class S3Store(AudioStore):
             return str(
                 self._client().generate_presigned_url(
                     "get_object",
-                    Params={"Bucket": self.bucket, "Key": self._full_key(key)},
+                    # A shared cache must not keep the object past the URL's own expiry.
+                    Params={"Bucket": self.bucket, "Key": self._full_key(key),
+                            "ResponseCacheControl": f"private, max-age={self._settings.presign_expiry_s}"},
                     ExpiresIn=self._settings.presign_expiry_s,
                 )
             )
@@ -437,6 +440,10 @@ class S3Store(AudioStore):
     def check(self) -> None:
         # One attempt: readiness probes are retried by their caller, and must answer fast.
         self._ensure_bucket(force=True, attempts=1)
+        # Reachable is not writable (a read-only policy, a full quota): write and delete a probe.
+        probe = self._full_key(f"{PROBE_PREFIX}/{uuid.uuid4().hex}")
+        self._call("probe put", lambda c: c.put_object(Bucket=self.bucket, Key=probe, Body=b"probe"), attempts=1)
+        self._call("probe delete", lambda c: c.delete_object(Bucket=self.bucket, Key=probe), attempts=1)
 
     def put_if_absent(
         self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None = None

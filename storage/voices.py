@@ -9,17 +9,20 @@ reference keeps its recorded key), so nothing has to be migrated by hand.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
 from storage.base import AudioStore
-from tts_engine.errors import NotFound, VoiceNotReady
+from tts_engine.errors import LimitReached, NotFound, VoiceNotReady
 from tts_engine.speaker.references import METHOD, content_hash
 
 VOICE_PREFIX = "vx_"
 LEGACY_PREFIX = "voices/"   # before tenancy: the default tenant's
 DEFAULT_TENANT = "default"
+# What create() makes; anything else (non-ASCII, punctuation) cannot name a voice: 404, not a key error.
+_VOICE_ID = re.compile(r"vx_[0-9a-f]{16}")
 
 
 @dataclass
@@ -62,7 +65,14 @@ class VoiceRegistry:
     def is_registered_id(voice_id: str | None) -> bool:
         return bool(voice_id) and voice_id.startswith(VOICE_PREFIX)
 
-    def create(self, name: str, language: str, transcript: str | None, data: bytes, base_voice: str) -> VoiceRecord:
+    def create(self, name: str, language: str, transcript: str | None, data: bytes, base_voice: str,
+               max_voices: int | None = None) -> VoiceRecord:
+        """Store the reference and a ``processing`` record; LimitReached if this tenant has ``max_voices``."""
+        if max_voices is not None:
+            count = len(self.list())
+            if count >= max_voices:
+                raise LimitReached(f"{count} voices registered; the limit is {max_voices} per tenant: "
+                                   "delete one first")
         voice_id = VOICE_PREFIX + uuid.uuid4().hex[:16]
         reference_key = f"{self.prefix}{voice_id}/reference.bin"
         self.store.put(reference_key, data, "application/octet-stream", {"voice-id": voice_id})
@@ -76,7 +86,7 @@ class VoiceRegistry:
                        "application/json")
 
     def get(self, voice_id: str) -> VoiceRecord:
-        if not self.is_registered_id(voice_id) or not all(c.isalnum() or c == "_" for c in voice_id):
+        if not _VOICE_ID.fullmatch(voice_id or ""):
             raise NotFound(f"unknown voice '{voice_id}'", field="voice_id")
         try:
             return VoiceRecord(**json.loads(self.store.get(self._record_key(voice_id))))
@@ -123,9 +133,17 @@ class VoiceRegistry:
         return sorted(records, key=lambda r: r.created_at)
 
     def delete(self, voice_id: str) -> None:
+        """The record, the reference clip and, unless another voice has the same clip, its analysis."""
         record = self.get(voice_id)
         self.store.delete(self._record_key(voice_id))
         self.store.delete(record.reference_key)
+        if not any(r.reference_hash == record.reference_hash for r in self.list()):
+            self.store.delete(embedding_key(record.reference_hash, self.tenant))
 
     def _record_key(self, voice_id: str) -> str:
         return f"{self.prefix}{voice_id}/voice.json"
+
+
+def embedding_key(reference_hash: str, tenant: str = DEFAULT_TENANT) -> str:
+    """Where the SpeakerEmbeddingCache persists a clip's analysis (embedding + voice profile)."""
+    return f"tenants/{tenant}/embeddings/{reference_hash}.json"

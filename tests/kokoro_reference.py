@@ -29,6 +29,16 @@ from onnx import helper, numpy_helper
 
 REFERENCE_FILENAME = "kokoro-v1.0.float-reference.onnx"
 
+# Intermediate tensors of the graph, exposed as extra outputs of the reference (for the tests).
+PROBES = {
+    "durations": "/encoder/Cast_output_0",  # int64 [N] frames per token
+    "f0": "/encoder/Squeeze_output_0",  # F0 curve, 2 values per frame
+    "energy": "/encoder/Squeeze_1_output_0",  # energy (N) curve
+    "asr": "/encoder/MatMul_1_output_0",  # [1, 512, F] aligned text-encoder features
+    "har": "/decoder/decoder/generator/Squeeze_output_0",  # harmonic source waveform
+    "source": "/decoder/decoder/generator/Concat_3_output_0",  # [1, 22, 120F + 1] its spectrum
+}
+
 
 def _dequant(q: np.ndarray, zero_point: np.ndarray, scale: np.ndarray, axis: int | None) -> np.ndarray:
     """(q - zero_point) * scale in float32; per-tensor, or per-channel along ``axis``."""
@@ -217,13 +227,17 @@ def float_reference_model(int8_model: onnx.ModelProto) -> onnx.ModelProto:
     del g.graph.initializer[:]
     g.graph.initializer.extend(inits)
     del g.graph.value_info[:]
+    produced = {o for n in kept for o in n.output}
+    for name in PROBES.values():
+        if name in produced:
+            g.graph.output.append(onnx.ValueInfoProto(name=name))
     return model
 
 
 def build_float_reference(int8_path: Path, cache_dir: Path) -> Path:
     """Write (once) and return the float reference ONNX file next to the other cached files."""
     out = Path(cache_dir) / REFERENCE_FILENAME
-    stamp = f"{Path(int8_path).stat().st_size}:{Path(int8_path).stat().st_mtime_ns}"
+    stamp = f"{Path(int8_path).stat().st_size}:{Path(int8_path).stat().st_mtime_ns}:probes={len(PROBES)}"
     marker = out.with_suffix(".source")
     if out.is_file() and marker.is_file() and marker.read_text() == stamp:
         return out
@@ -246,11 +260,21 @@ def ort_session(path: Path, threads: int = 2):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def run_reference(session, token_ids: list[int], style: np.ndarray, speed: float = 1.0) -> np.ndarray:
-    """Audio for one utterance (``token_ids`` without the 0 pads; they are added here)."""
-    feed = {
+def _feed(token_ids: list[int], style: np.ndarray, speed: float) -> dict[str, np.ndarray]:
+    return {
         "tokens": np.array([[0, *token_ids, 0]], dtype=np.int64),
         "style": np.asarray(style, dtype=np.float32).reshape(1, 256),
         "speed": np.array([speed], dtype=np.float32),
     }
-    return session.run(None, feed)[0]
+
+
+def run_reference(session, token_ids: list[int], style: np.ndarray, speed: float = 1.0) -> np.ndarray:
+    """Audio for one utterance (``token_ids`` without the 0 pads; they are added here)."""
+    return session.run(["audio"], _feed(token_ids, style, speed))[0]
+
+
+def run_reference_probes(session, token_ids: list[int], style: np.ndarray, speed: float = 1.0) -> dict[str, np.ndarray]:
+    """Audio and the ``PROBES`` intermediates of the float reference for one utterance."""
+    names = ["audio", *PROBES]
+    outputs = session.run(["audio", *PROBES.values()], _feed(token_ids, style, speed))
+    return dict(zip(names, outputs))

@@ -128,6 +128,25 @@ def test_seed_article_token_flow(auth_app, http):
     assert only_tts.status_code == 403
 
 
+def test_seed_article_snippets_run_as_written_with_auth_on(auth_app, tmp_path, monkeypatch):
+    """The cloud article's get_access_token, then its text_to_speech and stream_tts with that token,
+    host replaced (its zh-CN voice name swapped for an English one: this app serves Piper only)."""
+    import requests
+
+    from tests.test_compat_cloud import GET_ACCESS_TOKEN, STREAM_TTS, TEXT_TO_SPEECH, article
+
+    client_id, secret = make_client(auth_app, tenant="t-article")
+    token = article(GET_ACCESS_TOKEN, base=auth_app["base"])["get_access_token"](client_id, secret)
+    assert token and token.count(".") == 2  # a JWT
+    monkeypatch.chdir(tmp_path)
+    speak = TEXT_TO_SPEECH.replace("zh-CN-XiaoyanNeural", "en-US-JennyNeural")
+    assert article(speak, base=auth_app["base"])["text_to_speech"]("Token holders may speak.", token) is True
+    assert (tmp_path / "output.mp3").stat().st_size > 1000
+    article(STREAM_TTS, base=auth_app["base"], requests=requests)["stream_tts"]("Streamed with a token.", token)
+    assert (tmp_path / "stream.mp3").stat().st_size > 1000
+    assert article(speak, base=auth_app["base"])["text_to_speech"]("No entry.", "not-a-token") is False
+
+
 @pytest.mark.parametrize("data,status,error", [
     ({"grant_type": "client_credentials", "client_secret": "x"}, 401, "invalid_client"),
     ({"grant_type": "password"}, 400, "unsupported_grant_type"),

@@ -145,12 +145,6 @@ def cloned_voice(base, token, sample_wav) -> str:
     return voice_id
 
 
-@pytest.mark.skip(reason="needs POST /oauth/token from the auth branch")
-def test_article_get_access_token(base):
-    ns = article(GET_ACCESS_TOKEN, base=base)
-    assert ns["get_access_token"]("client-id", "client-secret")
-
-
 def test_article_text_to_speech_as_written(base, token, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ns = article(TEXT_TO_SPEECH, base=base)

@@ -75,8 +75,11 @@ def app_with(route_class=None) -> TestClient:
     """A FastAPI app with our global handlers and routes that fail the ways real ones do."""
     from ray.exceptions import ActorDiedError, RayTaskError
 
+    from serve_app.middleware import RequestContext
+
     app = FastAPI()
     install_error_handlers(app)
+    app.add_middleware(RequestContext)  # as serve_app.app: it shapes what escapes the routes
     router = APIRouter(route_class=route_class) if route_class else APIRouter()
 
     @router.get("/range")
@@ -114,7 +117,7 @@ def test_gptsovits_shape_is_upstreams():
         "unknown_voice (spk)"
     assert client.get("/long").status_code == 413 and "message" in client.get("/long").json()
     died = client.get("/died")
-    assert died.status_code == 502 and set(died.json()) == {"message", "Exception"}
+    assert died.status_code == 503 and set(died.json()) == {"message", "Exception"}
     bug = client.get("/bug")  # bugs are not dressed up as bad input
     assert bug.status_code == 500 and bug.json()["error"]["code"] == "internal_error"
 
@@ -126,12 +129,13 @@ def test_cosyvoice_shape_is_fastapis():
     assert detail == [{"type": "unknown_voice", "loc": ["body", "spk_id"], "msg": "spk_id: unknown voice 'x'",
                        "input": None}]
     assert client.get("/long").json()["detail"][0]["loc"] == ["body", "tts_text"]
-    assert client.get("/died").status_code == 502 and isinstance(client.get("/died").json()["detail"], str)
+    assert client.get("/died").status_code == 503 and isinstance(client.get("/died").json()["detail"], str)
 
 
-def test_replica_death_is_502_in_our_shape_too():
+def test_replica_death_is_503_with_retry_after_in_our_shape_too():
     died = app_with().get("/died")
-    assert died.status_code == 502 and died.json()["error"]["code"] == "backend_failed"
+    assert died.status_code == 503 and died.headers.get("retry-after")
+    assert died.json()["error"]["code"] in ("replica_unavailable", "unavailable", "service_unavailable")
 
 
 def test_problem_renaming():

@@ -164,19 +164,45 @@ def test_deployments_exist_in_app_and_overrides_apply(config):
         graph[entry["name"]].options(**overrides)  # raises on options Serve would reject
 
 
-def test_numbers_match_deployment_defaults(config):
+def test_queue_limits_match_deployment_defaults(config):
     import deployments.options as options
 
     for entry in config["applications"][0]["deployments"]:
         defaults = getattr(options, OPTION_NAMES[entry["name"]])
         for key in ("max_ongoing_requests", "max_queued_requests"):
             assert entry[key] == defaults[key], (entry["name"], key)
-        assert entry["ray_actor_options"]["num_cpus"] == defaults["ray_actor_options"]["num_cpus"]
-        assert 0 < entry["ray_actor_options"]["num_cpus"] < 1, "fractional CPUs expected"
+        assert 0 < entry["ray_actor_options"]["num_cpus"] <= 1, "fractional or one CPU expected"
+        assert entry["autoscaling_config"]["target_ongoing_requests"] <= entry["max_ongoing_requests"]
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 3, 4, 8, 16, 64])
+def test_defaults_fit_the_machine_with_room_for_a_replacement(cpus):
+    """At max scale every deployment's replicas fit the CPUs Ray reports, and (from 2 CPUs) one
+    more Synthesizer replica still fits: a crashed replica can be placed again at once."""
+    from deployments.options import SYNTH_CPUS, fitted
+
+    sized = fitted(cpus)
+    total = sum(o["ray_actor_options"]["num_cpus"] * o["autoscaling_config"]["max_replicas"]
+                for o in sized.values())
+    assert total <= cpus + 1e-9
+    if cpus >= 2:
+        assert cpus - total >= SYNTH_CPUS - 1e-9
+        assert sized["Synthesizer"]["autoscaling_config"]["max_replicas"] >= 2
+
+
+def test_config_is_cluster_sized(config):
+    """The file keeps the cluster's numbers: two serving replicas at least, more than a 2-core box."""
+    from deployments.options import fitted
+
+    small = fitted(2)
+    for entry in config["applications"][0]["deployments"]:
+        if entry["name"] == "RateLimiter":
+            continue  # exactly one replica by design: it holds the global limiter state
         scaling = entry["autoscaling_config"]
-        for key in ("min_replicas", "max_replicas", "target_ongoing_requests"):
-            assert scaling[key] == defaults["autoscaling_config"][key], (entry["name"], key)
-        assert scaling["target_ongoing_requests"] <= entry["max_ongoing_requests"]
+        name = "Synthesizer" if entry["name"].startswith("Synthesizer-") else entry["name"]
+        assert scaling["max_replicas"] >= small[name]["autoscaling_config"]["max_replicas"]
+        if entry["name"] != "SpeakerEmbeddingCache":
+            assert scaling["min_replicas"] >= 2, entry["name"]
 
 
 def test_local_config_is_cpu_only():

@@ -376,6 +376,7 @@ def test_overload_is_503_with_retry_after(service):
     from serve_app.app import Ingress
 
     args = {"store": f"file://{service['local_dir']}/tight", "model_families": ["piper"], "auth": "none"}
+    (service["local_dir"] / "tight").mkdir(exist_ok=True)  # what build_app does at start-up
     tight = Ingress.options(max_ongoing_requests=1, max_queued_requests=1,
                             autoscaling_config={"min_replicas": 1, "max_replicas": 1})
     synthesizers = {"piper": Synthesizer.options(name="Synthesizer-piper").bind(args, "piper")}

@@ -92,7 +92,7 @@ def local_store(root: Path, **overrides: Any) -> LocalStore:
         store=f"file://{root}", public_base_url="http://media.test:8000", presign_expiry_s=600, url_signing_key=None
     )
     values.update(overrides)
-    store = open_store(Settings(**values))
+    store = open_store(Settings(**values), create=True)
     assert isinstance(store, LocalStore)
     return store
 
@@ -559,12 +559,13 @@ def test_open_store_parses_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     bare = open_store(Settings(store="s3://voxtest"))
     assert isinstance(bare, S3Store) and bare.prefix == ""
 
-    absolute = open_store(Settings(store=f"file://{tmp_path}/abs"))
+    absolute = open_store(Settings(store=f"file://{tmp_path}/abs"), create=True)
     assert isinstance(absolute, LocalStore) and absolute.root == (tmp_path / "abs").resolve()
     monkeypatch.chdir(tmp_path)
-    relative = open_store(Settings(store="file:rel/dir"))
+    relative = open_store(Settings(store="file:rel/dir"), create=True)
     assert isinstance(relative, LocalStore) and relative.root == (tmp_path / "rel/dir").resolve()
     plain = open_store(Settings(store=str(tmp_path / "plain")))
+    assert not (tmp_path / "plain").exists()  # replicas open, only start-up creates
     assert isinstance(plain, LocalStore) and plain.root == (tmp_path / "plain").resolve()
     assert (tmp_path / "abs").is_dir() and (tmp_path / "rel/dir").is_dir()
 

@@ -65,6 +65,8 @@ ZH_NORMALIZATION = [
     ("8:00", "八点整"),
     # money
     ("¥12.50", "十二元五角"),
+    ("¥3.05", "三元零五分"),
+    ("¥0.50", "五角"),
     ("￥100", "一百元"),
     ("$15", "十五美元"),
     ("12.5元", "十二点五元"),
@@ -82,7 +84,7 @@ ZH_NORMALIZATION = [
     ("5km", "五千米"),
     ("重2kg", "重两千克"),
     ("28℃", "二十八摄氏度"),
-    ("-3℃", "负三摄氏度"),
+    ("-3℃", "零下三摄氏度"),
     ("3-5", "三到五"),
     ("5-10分钟", "五到十分钟"),
     ("3~5km", "三到五千米"),
@@ -287,7 +289,7 @@ def test_english_symbol_mapping(ph: KokoroPhonemizer, text: str, expected: str) 
 
 
 def test_english_dotted_acronyms(ph: KokoroPhonemizer) -> None:
-    assert ph.phonemize("I live in the U.S. now.", "en").phonemes == "I lˈɪv ɪn ðə jˌuˈɛs nˈW."
+    assert ph.phonemize("I live in the U.S. now.", "en").phonemes == "ˌI lˈɪv ɪn ðə jˌuˈɛs nˈW."
 
 
 def test_english_numbers_are_normalized(ph: KokoroPhonemizer) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from tts_engine.audio.assembly import finish_audio, join_sentences, silence
-from tts_engine.errors import InvalidInput, UnsupportedLanguage
+from tts_engine.errors import InvalidInput, TextTooLong, UnsupportedLanguage
 from tts_engine.models.fastpath import keep_freed_memory_mapped
 from tts_engine.models.protocol import ModelFamily, RenderItem, SpeechModel, StreamChunking
 from tts_engine.models.registry import model_families
@@ -35,6 +35,7 @@ NOISE_RANGE = (0.0, 2.0)
 VOLUME_RANGE = (0.0, 4.0)
 PITCH_RANGE = (-12.0, 12.0)
 PAUSE_RANGE = (0.0, 2.0)
+IDS_PER_SECOND = 48  # measured on en_US-joe-medium at speed 1 (Piper ids: phonemes with pads between)
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ class TTSEngine:
         family = self.families[voice.family]
         result = family.frontend(text, voice, options.language, options.split)
         seed = options.seed if options.seed is not None else random.randrange(2**31)
+        _check_work(result.sentences, options.speed, self.settings.max_phonemes)
         controls = family.controls(voice, options, len(result.sentences), seed)
         return Prepared(
             voice=voice,
@@ -236,6 +238,18 @@ class TTSEngine:
         """Changes whenever the voice's weights or our implementation change (part of cache keys)."""
         voice = self.voices.get(voice_id)
         return self.families[voice.family].version(voice)
+
+
+def _check_work(sentences: Sequence[Sentence], speed: float, limit: int) -> None:
+    """Bound what one request may make the model do: audio length (and so decoder time, memory and
+    file size) grows with phoneme ids / speed, which a short text can blow up ("9" x 4000)."""
+    ids = sum(len(s.ids) for s in sentences)
+    if ids / speed > limit:
+        raise TextTooLong(
+            f"text expands to {ids} phoneme ids at speed {speed:g} ({ids / speed:.0f} speed-adjusted); "
+            f"the limit is max_phonemes={limit} (about {limit / IDS_PER_SECOND / 60:.0f} min of audio)",
+            field="text",
+        )
 
 
 def _options(options: SynthesisOptions | None, overrides: dict) -> SynthesisOptions:

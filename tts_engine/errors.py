@@ -105,3 +105,31 @@ class BackendFailed(VoxServeError):
 class VoiceNotReady(VoxServeError):
     status = 409
     code = "voice_not_ready"
+
+
+class LimitReached(VoxServeError):
+    """A per-owner quota (e.g. registered voices) is used up; free something first."""
+
+    status = 409
+    code = "limit_reached"
+
+
+class ServiceUnavailable(VoxServeError):
+    """A replica the request needed died or is being replaced; the same request may be retried."""
+
+    status = 503
+    code = "replica_unavailable"
+
+
+class AudioPending(VoxServeError):
+    """A streamed result's stored copy failed and is being retried; ask again shortly."""
+
+    status = 503
+    code = "audio_not_stored_yet"
+
+
+class AudioNotStored(VoxServeError):
+    """A streamed result was delivered but its stored copy could not be written."""
+
+    status = 404
+    code = "audio_not_stored"

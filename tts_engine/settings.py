@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Field(Path.home() / ".cache" / "voxserve",
                                   description="Where model files assembled from wheels are kept.")
     kokoro_backend: Literal["torch", "onnxruntime"] = Field(
-        "onnxruntime", description="Kokoro runs on our torch port; ONNX Runtime's int8 graph is a CPU option.")
+        "torch", description="Kokoro runs on our torch port; ONNX Runtime's int8 graph is a CPU option.")
     max_text_chars: int = Field(5000, ge=1)
     max_sentence_chars: int = Field(400, ge=20, description="Longer sentences split at clause boundaries.")
     sentence_pause_s: float = Field(0.25, ge=0.0, le=2.0)
@@ -133,6 +133,28 @@ class Settings(BaseSettings):
     body_idle_timeout_s: float = Field(10.0, gt=0, description="Longest gap between body chunks (408 after).")
     header_timeout_s: float = Field(10.0, gt=0, description="Proxy: a connection must send its request headers "
                                     "within this, or it is closed (see serve_app/edge.py).")
+    # --- reliability: bounds on work and storage, claims (issue 9) --------------------
+    max_phonemes: int = Field(
+        40000, ge=100,
+        description="Phoneme ids one request may send to the model, divided by its speed; 413 above. "
+                    "About 48 ids make a second of audio, so the default bounds a request to ~14 min of "
+                    "audio and passes any ordinary 5000-character English text even at speed 0.5.",
+    )
+    max_transcript_chars: int = Field(1000, ge=1, description="Registered voices' transcript; 422 above.")
+    max_voices_per_owner: int = Field(100, ge=1, description="Registered voices per owner; 409 above.")
+    claim_ttl_s: float = Field(
+        15.0, gt=0, description="A phrase-cache claim not refreshed for this long is a dead owner's; "
+                                "owners refresh it every third of this while they synthesize.",
+    )
+    store_probe_interval_s: float = Field(
+        1.0, ge=0.0, description="A stream checks that storage takes writes at most this often per replica.",
+    )
+    deferred_store_window_s: float = Field(
+        300.0, ge=0.0, description="A stream whose storage failed mid-way keeps retrying the write this long.",
+    )
+    deferred_store_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=0, description="Audio held in memory per ingress replica for such retries.",
+    )
 
     @classmethod
     def settings_customise_sources(

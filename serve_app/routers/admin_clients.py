@@ -14,7 +14,8 @@ from storage.clients import DEFAULT_SCOPES, DEFAULT_TENANT, ClientStore, limits_
 from tts_engine.errors import NotFound
 
 from ..context import Services, get_services
-from ..http_io import body_schema, read_model
+from ..http_io import read_model
+from ..openapi import json_body as body_schema
 
 router = APIRouter(tags=["admin"])
 

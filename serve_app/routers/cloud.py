@@ -32,7 +32,8 @@ from tts_engine.speaker.references import decode_reference
 from ..adapter_io import rechunked
 from ..auth.principal import principal_of
 from ..context import Services, get_services
-from ..http_io import body_schema, content_type_of, read_form, read_model, validated
+from ..http_io import content_type_of, read_form, read_model, validated
+from ..openapi import json_body as body_schema
 from ..responses import streaming_response
 from ..schemas import TTSRequest
 from .voices import register

@@ -9,7 +9,8 @@ from tts_engine.audio import encoders
 from tts_engine.errors import BadRequest
 
 from ..context import Services, get_services
-from ..http_io import FORM_TYPES, body_schema, content_type_of, read_form, read_model, validated
+from ..http_io import FORM_TYPES, content_type_of, read_form, read_model, validated
+from ..openapi import SYNTHESIS_ERRORS, tts_body
 from ..responses import streaming_response
 from ..schemas import TTSRequest, TTSResponse
 from ..synthesis import AudioRequest
@@ -17,8 +18,8 @@ from ..synthesis import AudioRequest
 router = APIRouter(tags=["synthesis"])
 
 
-@router.post("/v1/tts", response_model=TTSResponse, openapi_extra=body_schema(TTSRequest),
-             responses={200: {"content": {"audio/*": {}}}})
+@router.post("/v1/tts", response_model=TTSResponse, openapi_extra=tts_body(),
+             responses={200: {"content": {"audio/*": {}}}, **SYNTHESIS_ERRORS})
 async def tts(request: Request, services: Services = Depends(get_services)) -> Response:
     """Synthesize; answer a storage URL (default), base64 audio in JSON, or the audio bytes.
     Also takes multipart/form-data: the same fields plus a ``reference_audio`` file."""
@@ -36,8 +37,8 @@ async def tts(request: Request, services: Services = Depends(get_services)) -> R
     return JSONResponse(payload.model_dump(exclude_none=True))
 
 
-@router.post("/v1/tts/stream", openapi_extra=body_schema(TTSRequest),
-             responses={200: {"content": {"audio/*": {}}, "description": "Chunked audio"}})
+@router.post("/v1/tts/stream", openapi_extra=tts_body(), response_class=StreamingResponse,
+             responses={200: {"content": {"audio/*": {}}, "description": "Chunked audio"}, **SYNTHESIS_ERRORS})
 async def tts_stream(request: Request, services: Services = Depends(get_services)) -> StreamingResponse:
     """Chunked audio; first bytes leave as soon as the first chunk is vocoded. The whole file is
     also stored under its key, whose URL is in ``X-Audio-URL``."""

@@ -7,6 +7,7 @@ from tts_engine.errors import UnsupportedFormat
 
 from ..context import Services, get_services
 from ..http_io import read_model
+from ..openapi import SYNTHESIS_ERRORS, json_body
 from ..responses import sse_response, streaming_response
 from ..schemas import OPENAI_FORMATS, SpeechRequest, TTSRequest
 
@@ -15,7 +16,8 @@ OPENAI_PCM_RATE = 24000  # OpenAI's "pcm" is 24 kHz s16le
 router = APIRouter(tags=["openai"])
 
 
-@router.post("/v1/audio/speech", responses={200: {"content": {"audio/*": {}}}})
+@router.post("/v1/audio/speech", openapi_extra=json_body(SpeechRequest), response_class=StreamingResponse,
+             responses={200: {"content": {"audio/*": {}, "text/event-stream": {}}}, **SYNTHESIS_ERRORS})
 async def openai_speech(request: Request, services: Services = Depends(get_services)) -> StreamingResponse:
     """OpenAI-compatible speech endpoint."""
     body: SpeechRequest = await read_model(request, SpeechRequest)

@@ -12,25 +12,30 @@ from tts_engine.speaker.references import decode_reference
 
 from ..context import Services, get_services
 from ..http_io import content_type_of, read_form
+from ..openapi import VOICE_UPLOAD, error_responses
+from ..schemas import VoiceAccepted
 
 log = logging.getLogger("voxserve")
 router = APIRouter(tags=["voices"])
 
 
-@router.get("/v1/voices")
+@router.get("/v1/voices", responses=error_responses(503))
 async def list_voices(request: Request, services: Services = Depends(get_services)) -> dict:
     registered = await asyncio.to_thread(services.registry_for(request).list)
-    return {"voices": [v.describe() for v in services.voices.list()] + [r.public() for r in registered]}
+    # Transcripts only in GET /v1/voices/{id}: the listing stays small however many voices there are.
+    listed = [{k: v for k, v in r.public().items() if k != "transcript"} for r in registered]
+    return {"voices": [v.describe() for v in services.voices.list()] + listed}
 
 
-@router.get("/v1/voices/{voice_id}")
+@router.get("/v1/voices/{voice_id}", responses=error_responses(404, 503))
 async def get_voice(voice_id: str, request: Request, services: Services = Depends(get_services)) -> dict:
     if VoiceRegistry.is_registered_id(voice_id):
         return (await asyncio.to_thread(services.registry_for(request).get, voice_id)).public()
     return services.voices.get(voice_id).describe()
 
 
-@router.post("/v1/voices", status_code=202)
+@router.post("/v1/voices", status_code=202, openapi_extra=VOICE_UPLOAD, response_model=VoiceAccepted,
+             responses=error_responses(400, 409, 413, 415, 422, 503))
 async def register_voice(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
     """Upload a reference clip (multipart: audio, name, transcript?, language?) -> 202 + voice_id;
     analysis runs in the background; poll GET /v1/voices/{voice_id}."""
@@ -54,6 +59,10 @@ async def register(services: Services, registry: VoiceRegistry, name: str, langu
                    audio_field: str = "audio") -> VoiceRecord:
     """Check a registration, store the record and reference, and start the job (also used by the
     cloud API's /clone/v1/train)."""
+    settings = services.settings
+    if transcript is not None and len(transcript) > settings.max_transcript_chars:
+        raise InvalidInput(f"transcript is {len(transcript)} characters; the limit is "
+                           f"{settings.max_transcript_chars}", field="transcript")
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise InvalidInput(f"{name_field} is required (1 to 100 characters)", field=name_field)
@@ -63,7 +72,8 @@ async def register(services: Services, registry: VoiceRegistry, name: str, langu
         raise InvalidInput(f"language '{language}' is not spoken by the base voice ({base.languages})",
                            field="language")
     await asyncio.to_thread(decode_reference, audio, services.settings, audio_field)
-    record = await asyncio.to_thread(registry.create, name, language, transcript, audio, base.id)
+    record = await asyncio.to_thread(registry.create, name, language, transcript, audio, base.id,
+                                     max_voices=settings.max_voices_per_owner)
     job = asyncio.create_task(run_registration(services, record.voice_id, registry.tenant))
     services.jobs.add(job)
     job.add_done_callback(services.jobs.discard)
@@ -77,7 +87,8 @@ async def run_registration(services: Services, voice_id: str, tenant: str) -> No
         log.exception("registration job for %s could not run", voice_id)
 
 
-@router.delete("/v1/voices/{voice_id}", status_code=204)
+@router.delete("/v1/voices/{voice_id}", status_code=204, response_class=Response,
+               responses=error_responses(404, 503))
 async def delete_voice(voice_id: str, request: Request, services: Services = Depends(get_services)) -> Response:
     await asyncio.to_thread(services.registry_for(request).delete, voice_id)
     return Response(status_code=204)

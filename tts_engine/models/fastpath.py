@@ -10,19 +10,35 @@ threshold well above it keeps freed heap memory mapped for reuse: steady-state p
 to zero, at the price of the process keeping its peak heap (the vocoder's working set for the
 longest sentence served, ~100 MB for 10 s of audio) instead of returning it to the OS.
 Blocks above 32 MiB (single activations of sentences longer than ~12 s) still use mmap.
+
+That trade made a long-running process grow without bound (issue 9: ~7 GB per Synthesizer replica
+after repeated bursts). Measured causes and their bounds (bench/memory.py, docs/BENCHMARKS.md):
+
+* oneDNN's primitive cache (1024 primitives by default, each with JIT code and buffers) fills with
+  one entry per distinct sentence length: ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is bounded to 16
+  (set before the first convolution; most reuse is within one sentence's chunks anyway).
+* glibc keeps one arena per thread that ever allocated (up to 8 per core), each holding its own
+  freed memory: ``M_ARENA_MAX`` is 2.
+* The high trim threshold kept every arena at its peak: it is 128 MiB now, and
+  ``release_freed_memory()`` (``malloc_trim``) hands freed memory back when a replica goes idle,
+  so a burst keeps its buffers mapped and the idle replica shrinks back.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 import threading
 
 _M_TRIM_THRESHOLD = -1  # mallopt parameter numbers from glibc's <malloc.h>
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc rejects larger values on 64-bit (HEAP_MAX_SIZE / 2)
-_TRIM_THRESHOLD = 1 << 30
+_TRIM_THRESHOLD = 128 * 2**20
+_ARENA_MAX = 2
+ONEDNN_CACHE_CAPACITY = "16"
 
 _lock = threading.Lock()
 _done: bool | None = None
@@ -33,18 +49,37 @@ def keep_freed_memory_mapped() -> bool:
     global _done
     with _lock:
         if _done is None:
+            # Read by oneDNN when it creates its first primitive; a value set by the operator wins.
+            os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_CACHE_CAPACITY)
             _done = (_mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
-                     and _mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+                     and _mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+                     and _mallopt(_M_ARENA_MAX, _ARENA_MAX))
         return _done
 
 
-def _mallopt(param: int, value: int) -> bool:
-    if not sys.platform.startswith("linux"):
+def release_freed_memory() -> bool:
+    """Return freed heap memory of every arena to the OS (glibc ``malloc_trim``); for idle moments."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
         return False
+    libc.malloc_trim.argtypes = (ctypes.c_size_t,)
+    libc.malloc_trim.restype = ctypes.c_int
+    return libc.malloc_trim(0) == 1
+
+
+def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def _mallopt(param: int, value: int) -> bool:
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:  # not Linux, or not glibc (e.g. musl has no mallopt)
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tts_engine.errors import InvalidInput
+from tts_engine.errors import InvalidInput, VoxServeError
 from tts_engine.settings import Settings
 
 MIN_RMS_DBFS = -45.0        # quieter than this is silence or a broken microphone
@@ -57,7 +57,12 @@ def decode_reference(data: bytes, settings: Settings, field_name: str) -> tuple[
     """Decoded mono clip after every check (415 not audio, 422 length/level/clipping)."""
     from tts_engine.audio.encoders import decode
 
-    audio, rate = decode(data, max_seconds=settings.reference_max_s + 1)
+    try:
+        audio, rate = decode(data, max_seconds=settings.reference_max_s + 1)
+    except VoxServeError as exc:
+        # The decoder knows what is wrong (not audio, too long), not which request field it came in.
+        exc.field = exc.field or field_name
+        raise
     check_reference(audio, rate, settings, field_name)
     return audio, rate
 

@@ -125,11 +125,26 @@ def _plural_number_words(words: str) -> str:
     return words + "s"
 
 
+# Past this many digits nobody says the cardinal ("nine hundred ninety-nine quadrillion ..."):
+# an account number or a run of digits is read digit by digit, in groups of three.
+_MAX_SPOKEN_DIGITS = 15
+
+
+def grouped_digits_to_words(digits: str) -> str:
+    """Digit by digit in groups of three with a pause between groups: "1234567" -> "one, two three
+    four, five six seven" (grouped from the right, as the number would be written)."""
+    head = len(digits) % 3
+    groups = ([digits[:head]] if head else []) + [digits[i:i + 3] for i in range(head, len(digits), 3)]
+    return ", ".join(digits_to_words(g) for g in groups)
+
+
 def _cardinal_from(digits: str) -> str:
     """Cardinal for a digit string; leading zeros ("007") are read digit by digit."""
     plain = digits.replace(",", "")
     # Checking the length first also keeps int() away from its 4300-digit limit.
-    if len(plain) > len(str(_MAX_CARDINAL)) or (len(plain) > 1 and plain.startswith("0")):
+    if len(plain) > _MAX_SPOKEN_DIGITS:
+        return grouped_digits_to_words(plain)
+    if len(plain) > 1 and plain.startswith("0"):
         return digits_to_words(plain)
     return number_to_words(int(plain))
 

@@ -194,7 +194,10 @@ class EnglishG2P:
                 for i, w in enumerate(plain)
             ]
         it = iter(in_context)
-        return [spell_letters(w) if is_acronym(w) else next(it) for w in words]
+        out = [spell_letters(w) if is_acronym(w) else next(it) for w in words]
+        # The pronoun I carries secondary stress in Kokoro's training transcriptions (misaki);
+        # espeak leaves it unstressed and a sentence-initial "I" was lost by the listener.
+        return ["ˌI" if w == "I" and ps == "I" else ps for w, ps in zip(words, out)]
 
     def tokens(self, text: str, normalize: bool = True) -> list[PhToken]:
         """Tokens for English text; numbers etc. spelled out by our English normalizer."""

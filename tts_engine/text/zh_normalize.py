@@ -65,8 +65,8 @@ _NARROW = {chr(c): unicodedata.normalize("NFKC", chr(c)) for c in range(0xFF10, 
 _NARROW.update({chr(c): chr(c - 0xFEE0) for c in range(0xFF21, 0xFF3B)})
 _NARROW.update({chr(c): chr(c - 0xFEE0) for c in range(0xFF41, 0xFF5B)})
 _NARROW.update({"％": "%", "＄": "$", "￥": "¥", "．": ".", "－": "-", "＋": "+", "／": "/",
-                "～": "~", "〜": "~", "—": "—", "–": "-", "−": "-", "\u3000": " ", "＆": "&",
-                "＠": "@", "＃": "#", "°": "°", "℉": "°F"})
+                "～": "~", "〜": "~", "–": "-", "−": "-", "\u3000": " ", "＆": "&",
+                "＠": "@", "＃": "#", "℉": "°F"})
 
 
 def _narrow(text: str) -> str:
@@ -168,12 +168,12 @@ def _money(m: re.Match[str]) -> str:
     whole, _, frac = amount.partition(".")
     unit = _CURRENCY_BEFORE[m[1]]
     if unit == "元" and frac and len(frac) == 2 and not m[3]:
-        out = read_integer(whole) + "元"
         jiao, fen = int(frac[0]), int(frac[1])
+        out = read_integer(whole) + "元" if int(whole or 0) or not (jiao or fen) else ""
         if jiao:
             out += _DIGITS[jiao] + "角"
         if fen:
-            out += ("零" if not jiao else "") + _DIGITS[fen] + "分"
+            out += ("零" if out and not jiao else "") + _DIGITS[fen] + "分"
         return out
     return read_number(amount) + (m[3] or "") + unit
 
@@ -224,6 +224,8 @@ def _measure(m: re.Match[str]) -> str:
     unit = _UNITS[m[2]]
     if m[1] == "2" and "度" not in unit:
         return "两" + unit  # 两千克, 两小时
+    if "度" in unit and m[1][:1] in "-−":
+        return "零下" + read_number(m[1][1:]) + unit  # temperatures below zero: 零下三摄氏度
     return read_number(m[1]) + unit
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .harmonic import HarmonicSource, InverseSTFT, SourceSTFT
-from .layers import AdaIN1d, AdainResBlk1d, NormStats, masked, snake
+from .layers import AdaIN1d, AdainResBlk1d, NormStats, masked
 
 UPSAMPLE_RATES = (10, 6)
 UPSAMPLE_KERNELS = (20, 12)
@@ -71,11 +71,9 @@ class AdaINResBlock1(nn.Module):
 
     def forward(self, x: Tensor, s: Tensor, mask: Tensor | None, stats: NormStats | None) -> Tensor:
         for k, (c1, c2, n1, n2) in enumerate(zip(self.convs1, self.convs2, self.adain1, self.adain2)):
-            h = snake(n1(x, s, mask, stats), self.alpha1[k], self.inv_alpha1[k])
-            h = c1(masked(h, mask))
-            h = snake(n2(h, s, mask, stats), self.alpha2[k], self.inv_alpha2[k])
-            h = c2(masked(h, mask))
-            x = h + x
+            h = c1(masked(n1.snake(x, s, self.alpha1[k], self.inv_alpha1[k], mask, stats), mask))
+            h = c2(masked(n2.snake(h, s, self.alpha2[k], self.inv_alpha2[k], mask, stats), mask))
+            x = h.add_(x)  # h is a fresh conv output; x (the caller's) is left untouched
         return x
 
 
@@ -133,7 +131,9 @@ class Generator(nn.Module):
                 x = F.pad(x, (1, 0), mode="reflect")
             x = x + x_source
             blocks = self.resblocks[3 * i: 3 * i + 3]
-            x = (blocks[0](x, s, mask, stats) + blocks[1](x, s, mask, stats) + blocks[2](x, s, mask, stats)) / 3.0
+            acc = blocks[0](x, s, mask, stats)
+            acc.add_(blocks[1](x, s, mask, stats)).add_(blocks[2](x, s, mask, stats))
+            x = acc.div_(3.0)
             in_mask = mask
         x = self.conv_post(masked(F.leaky_relu(x, 0.01), in_mask))
         half = x.shape[1] // 2

@@ -13,6 +13,8 @@ one-shot statistics to reproduce the one-shot output.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -50,19 +52,22 @@ class NormStats:
         return NormStats(self.values, record=False)
 
 
-def instance_stats(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and sqrt(var + eps) over time (valid frames only), [B, C, 1] each."""
+def instance_stats(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """(x - mean, mean, sqrt(var + eps)) per channel over time, on valid frames only.
+
+    The centered tensor is zero beyond each item's length when masked.
+    """
     if mask is None:
         mean = x.mean(-1, keepdim=True)
         d = x - mean
-        var = (d * d).mean(-1, keepdim=True)
+        var = torch.linalg.vector_norm(d, dim=-1, keepdim=True).square_().div_(x.shape[-1])
     else:
         m = mask.to(x.dtype)
         n = m.sum(-1, keepdim=True)
         mean = (x * m).sum(-1, keepdim=True) / n
         d = (x - mean) * m
-        var = (d * d).sum(-1, keepdim=True) / n
-    return mean, torch.sqrt(var + EPS)
+        var = torch.linalg.vector_norm(d, dim=-1, keepdim=True).square_() / n
+    return d, mean, torch.sqrt(var + EPS)
 
 
 class AdaIN1d(nn.Module):
@@ -84,16 +89,34 @@ class AdaIN1d(nn.Module):
         gamma, beta = h[:, : self.channels], h[:, self.channels:]
         return gamma + 1.0, beta
 
-    def forward(self, x: Tensor, s: Tensor, mask: Tensor | None = None, stats: NormStats | None = None) -> Tensor:
+    def centered(self, x: Tensor, s: Tensor, mask: Tensor | None, stats: NormStats | None
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+        """(x - mean, (1 + gamma) / std, beta): the output is ``d * a + beta``."""
         known = stats.get(self.stat_key) if stats is not None else None
         if known is None:
-            mean, std = instance_stats(x, mask)
+            d, mean, std = instance_stats(x, mask)
             if stats is not None:
                 stats.put(self.stat_key, mean, std)
         else:
             mean, std = known
+            d = x - mean
         scale, beta = self.affine(s)
-        return scale * ((x - mean) / std) + beta
+        return d, scale / std, beta
+
+    def forward(self, x: Tensor, s: Tensor, mask: Tensor | None = None, stats: NormStats | None = None) -> Tensor:
+        d, a, beta = self.centered(x, s, mask, stats)
+        return torch.addcmul(beta, d, a)
+
+    def snake(self, x: Tensor, s: Tensor, alpha: Tensor, inv_alpha: Tensor, mask: Tensor | None = None,
+              stats: NormStats | None = None) -> Tensor:
+        """Snake(self(x)) in few passes over x: h = d a + beta, then h + sin(alpha h)^2 / alpha
+        (1 / alpha as constant-folded by the export)."""
+        d, a, beta = self.centered(x, s, mask, stats)
+        h = torch.addcmul(beta, d, a)
+        t = torch.addcmul(beta * alpha, d, a * alpha)
+        t.sin_()
+        t.mul_(t)
+        return h.addcmul_(t, inv_alpha)
 
 
 class AdaLayerNorm(nn.Module):
@@ -110,24 +133,89 @@ class AdaLayerNorm(nn.Module):
         return (gamma + 1.0) * F.layer_norm(x, (self.channels,), eps=EPS) + beta
 
 
+@contextmanager
+def _one_intra_op_thread(x: Tensor) -> Iterator[None]:
+    """Run a loop of tiny CPU ops (~1-50 us each) on the calling thread only.
+
+    With two intra-op threads, torch hands some of them (tanh, copies, small GEMMs) to its thread
+    pool; on a loaded 2-core VM every hand-off can wait out a descheduled worker, which made an
+    LSTM over 93 steps take 0.2-2 s instead of 15 ms. ``torch.set_num_threads`` sets OpenMP's
+    per-thread setting; restored on exit.
+    """
+    before = torch.get_num_threads()
+    if x.device.type != "cpu" or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class BiLSTM(nn.LSTM):
-    """Bidirectional, batch-first, one-layer nn.LSTM run on each item's valid steps only."""
+    """Bidirectional, batch-first, one-layer LSTM run on each item's valid steps only.
+
+    Parameters are nn.LSTM's (so state dicts load as usual); the forward pass is our own: one
+    GEMM for both directions' input projections, then one step per time index for both
+    directions at once, on one intra-op thread. torch's CPU LSTM goes through oneDNN, which
+    builds a new primitive for every new sequence length (0.3-1.5 s each on our 2-core VM, i.e.
+    on nearly every request).
+    Beyond an item's length the backward direction starts from zeros at the item's last valid
+    step (as with packed sequences); outputs there are zero.
+    """
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__(input_size, hidden_size, num_layers=1, batch_first=True, bidirectional=True)
 
+    def _fused(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Input weights [8H, I] and biases [8H] of both directions, recurrent weights [2, H, 4H],
+        with torch's gate order (i, f, g, o) changed to (i, f, o, g): one sigmoid covers 3H."""
+        h = self.hidden_size
+
+        def gates(t: Tensor) -> Tensor:
+            i, f, g, o = t.split(h, dim=0)
+            return torch.cat([i, f, o, g], dim=0)
+
+        w_ih = torch.cat([gates(self.weight_ih_l0), gates(self.weight_ih_l0_reverse)])
+        bias = torch.cat([gates(self.bias_ih_l0 + self.bias_hh_l0), gates(self.bias_ih_l0_reverse + self.bias_hh_l0_reverse)])
+        w_hh = torch.stack([gates(self.weight_hh_l0).t(), gates(self.weight_hh_l0_reverse).t()])
+        return w_ih, bias, w_hh
+
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:  # type: ignore[override]
         """x [B, T, C_in] -> [B, T, 2H], zeros beyond each item's length."""
-        if lengths is None or bool((lengths == x.shape[1]).all()):
-            return super().forward(x)[0]
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = super().forward(packed)
-        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+        b, t, _ = x.shape
+        h_size = self.hidden_size
+        w_ih, bias, w_hh = self._fused()
+        proj = torch.nn.functional.linear(x, w_ih, bias)  # [B, T, 8H]
+        valid = None
+        if lengths is not None:
+            valid = (torch.arange(t, device=x.device)[None, :] < lengths[:, None]).to(x.dtype)  # [B, T]
+        h = x.new_zeros(2, b, h_size)
+        c = x.new_zeros(2, b, h_size)
+        out = x.new_empty(b, t, 2 * h_size)
+        with _one_intra_op_thread(x):
+            self._recur(proj, w_hh, h, c, out, valid)
+        if valid is not None:
+            out = out * valid[..., None]
+        return out
 
-
-def snake(x: Tensor, alpha: Tensor, inv_alpha: Tensor) -> Tensor:
-    """Snake activation x + sin(alpha x)^2 / alpha (1/alpha as constant-folded by the export)."""
-    return x + inv_alpha * torch.sin(alpha * x).pow(2)
+    def _recur(self, proj: Tensor, w_hh: Tensor, h: Tensor, c: Tensor, out: Tensor, valid: Tensor | None) -> None:
+        b, t, _ = proj.shape
+        h_size = self.hidden_size
+        for step in range(t):
+            back = t - 1 - step
+            g = torch.baddbmm(torch.stack([proj[:, step, : 4 * h_size], proj[:, back, 4 * h_size:]]), h, w_hh)
+            sig = torch.sigmoid(g[..., : 3 * h_size])
+            i, f, o = sig[..., :h_size], sig[..., h_size: 2 * h_size], sig[..., 2 * h_size:]
+            c = torch.addcmul(f * c, i, torch.tanh(g[..., 3 * h_size:]))
+            h = o * torch.tanh(c)
+            if valid is not None:  # the backward pass starts at each item's own end
+                keep = valid[:, back, None]
+                c[1] *= keep
+                h[1] *= keep
+            out[:, step, :h_size] = h[0]
+            out[:, back, h_size:] = h[1]
 
 
 class AdainResBlk1d(nn.Module):

@@ -109,16 +109,30 @@ class KokoroModel(nn.Module):
     # ------------------------------------------------------------------ stage 1
     @torch.inference_mode()
     def acoustic(self, tokens: Tensor, lengths: Tensor | None, styles: Tensor,
-                 speed: float | Tensor = 1.0) -> AcousticFeatures:
-        """tokens [B, N] (0-padded beyond ``lengths``), styles [B, 256], speed float or [B]."""
+                 speed: float | Tensor = 1.0, batched: bool = False) -> AcousticFeatures:
+        """tokens [B, N] (0-padded beyond ``lengths``), styles [B, 256], speed float or [B].
+
+        By default the items of a batch run one at a time (each on its own length) and are then
+        padded together: every item's features are then bit-identical to a single run's, which
+        matters because the harmonic source turns last-bit differences of F0 into audible-scale
+        (if inaudible) sample differences. ``batched=True`` runs one padded, masked pass instead
+        (fewer, larger ops: faster on a GPU); its features equal single runs' to float rounding.
+        """
         device = self.device
         tokens = tokens.to(device)
         b, n = tokens.shape
-        if lengths is None:
-            lengths = torch.full((b,), n, dtype=torch.long)
+        lengths = torch.full((b,), n, dtype=torch.long) if lengths is None else lengths
         lengths = lengths.to(device)
         styles = styles.to(device=device, dtype=torch.float32).reshape(b, -1)
         speed_t = torch.as_tensor(speed, dtype=torch.float32, device=device).reshape(-1).expand(b)
+        if b == 1 or batched:
+            return self._acoustic(tokens, lengths, styles, speed_t)
+        items = [self._acoustic(tokens[i: i + 1, : int(lengths[i])], lengths[i: i + 1], styles[i: i + 1],
+                                speed_t[i: i + 1]) for i in range(b)]
+        return _stack(items, n)
+
+    def _acoustic(self, tokens: Tensor, lengths: Tensor, styles: Tensor, speed: Tensor) -> AcousticFeatures:
+        b, n = tokens.shape
         ragged = bool((lengths < n).any())
         lens = lengths if ragged else None
         token_mask = sequence_mask(lengths, n) if ragged else None
@@ -126,7 +140,7 @@ class KokoroModel(nn.Module):
 
         d_en = self.bert_encoder(self.bert(tokens, lens))
         d = self.predictor.text_encoder(d_en, s, lens, token_mask)
-        durations = self.predictor.durations(d, lens, speed_t)
+        durations = self.predictor.durations(d, lens, speed)
         frames = durations.sum(dim=1)
         total = int(frames.max())
         ragged_frames = bool((frames < total).any())
@@ -161,13 +175,20 @@ class KokoroModel(nn.Module):
             masks = FrameMasks.build(feats.frames.to(self.device), total) if ragged else FrameMasks()
         audio = self.decoder(feats.asr.to(self.device, dtype), feats.f0.to(self.device, dtype),
                              feats.energy.to(self.device, dtype), feats.style.to(self.device, dtype),
-                             source.to(self.device, dtype), masks, stats, at_start)
-        return audio.float()
+                             source.to(self.device, dtype), masks, stats, at_start).float()
+        if masks.f1 is not None:  # silence beyond each item's end (the iSTFT's last frames spill over)
+            n = (feats.frames.to(self.device) * SAMPLES_PER_FRAME)[:, None]
+            audio = audio * (torch.arange(audio.shape[1], device=self.device)[None, :] < n)
+        return audio
 
     @torch.inference_mode()
-    def decode(self, feats: AcousticFeatures) -> Tensor:
-        """Audio [B, 600 * max(frames)]; item i is valid up to ``feats.frames[i] * 600``."""
-        return self._run_decoder(feats, self._source(feats))
+    def decode(self, feats: AcousticFeatures, source: Tensor | None = None) -> Tensor:
+        """Audio [B, 600 * max(frames)]; item i is valid up to ``feats.frames[i] * 600``.
+
+        ``source``: a precomputed harmonic-source spectrum [B, 22, 120F + 1] (diagnostics and
+        tests); by default it is computed from ``feats.f0``.
+        """
+        return self._run_decoder(feats, self._source(feats) if source is None else source)
 
     @torch.inference_mode()
     def norm_stats(self, feats: AcousticFeatures) -> tuple[NormStats, Tensor]:
@@ -209,6 +230,24 @@ class KokoroModel(nn.Module):
                                       torch.tensor([hi - lo]), feats.durations)
             audio = self._run_decoder(window, source[..., 120 * lo: 120 * hi + 1], stats, at_start=lo == 0)
             yield audio[0, (start - lo) * hop: (end - lo) * hop]
+
+
+def _stack(items: list[AcousticFeatures], n_tokens: int) -> AcousticFeatures:
+    """Pad single-item features to a batch (zeros beyond each item's frames / tokens)."""
+    frames = torch.cat([f.frames for f in items])
+    total = int(frames.max())
+
+    def pad(t: Tensor, size: int) -> Tensor:
+        return torch.nn.functional.pad(t, (0, size - t.shape[-1]))
+
+    return AcousticFeatures(
+        asr=torch.cat([pad(f.asr, total) for f in items]),
+        f0=torch.cat([pad(f.f0, 2 * total) for f in items]),
+        energy=torch.cat([pad(f.energy, 2 * total) for f in items]),
+        style=torch.cat([f.style for f in items]),
+        frames=frames,
+        durations=torch.cat([pad(f.durations, n_tokens) for f in items]),
+    )
 
 
 def _chunk_bounds(total: int, first: int, size: int) -> list[tuple[int, int]]:

@@ -154,8 +154,23 @@ def _fft(re: Tensor, im: Tensor, bs: _Bluestein, t: dict[str, Tensor]) -> tuple[
     return re, im
 
 
-def stft(signal: Tensor, window: Tensor, hop: int) -> tuple[Tensor, Tensor]:
-    """ORT's onesided STFT of a 1-D float32 signal: (real, imag), each [n_fft // 2 + 1, frames]."""
+def stft(signal: Tensor, window: Tensor, hop: int, block: int = 512) -> tuple[Tensor, Tensor]:
+    """ORT's onesided STFT of a 1-D float32 signal: (real, imag), each [n_fft // 2 + 1, frames].
+
+    Frames are transformed ``block`` at a time: each op then works on 32K floats that stay in
+    cache (and below torch's parallelization grain: thread hand-offs cost more than they gain on
+    ops this small), ~1.5x faster than whole-signal ops on one thread and far steadier on two.
+    """
+    n = window.shape[0]
+    total = (signal.shape[0] - n) // hop + 1
+    if total > block:
+        parts = [_stft(signal[start * hop: (min(total, start + block) - 1) * hop + n], window, hop)
+                 for start in range(0, total, block)]
+        return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
+    return _stft(signal, window, hop)
+
+
+def _stft(signal: Tensor, window: Tensor, hop: int) -> tuple[Tensor, Tensor]:
     n = window.shape[0]
     bs = _bluestein(n)
     t = bs.tensors(signal.device)
