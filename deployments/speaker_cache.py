@@ -23,6 +23,7 @@ from tts_engine.engine import TTSEngine
 from tts_engine.errors import NotFound, VoxServeError
 from tts_engine.settings import Settings
 from tts_engine.speaker.ge2e import SpeakerEncoder, similarity
+from tts_engine.speaker.matching import MatchReport
 from storage import open_store
 from storage.voices import DEFAULT_TENANT, VoiceRegistry, embedding_key
 
@@ -33,8 +34,11 @@ log = logging.getLogger("voxserve")
 
 @serve.deployment(name="SpeakerEmbeddingCache", **SPEAKER_CACHE)
 class SpeakerEmbeddingCache:
-    def __init__(self, settings: dict | None = None) -> None:
+    def __init__(self, settings: dict | None = None, matcher=None) -> None:
         self.settings = Settings(**(settings or {}))
+        # Voice matching (issue 13): fits run in the VoiceMatcher deployment (None: DSP only).
+        self.matcher = matcher if self.settings.matching_enabled else None
+        self.matches: OrderedDict[tuple, MatchReport] = OrderedDict()
         self.store = open_store(self.settings)
         self.registry = VoiceRegistry(self.store)
         self.encoder = SpeakerEncoder()
@@ -89,9 +93,54 @@ class SpeakerEmbeddingCache:
         self.lookups.inc(tags={"result": result})
         return reference
 
+    async def match(self, data: bytes, tenant: str = DEFAULT_TENANT,
+                    methods: tuple[str, ...] = ("kokoro-style", "kokoro-style+dsp")) -> MatchReport:
+        """A short voice-matching fit of an on-the-fly reference, at most once per tenant, clip
+        (content hash) and method set: kept in memory (LRU) and in the store."""
+        if self.matcher is None:
+            raise VoxServeError("voice matching is not served here", field="reference_audio")
+        key = (tenant, content_hash(data), methods)
+        if key in self.matches:
+            self.matches.move_to_end(key)
+            return self._count("hit", self.matches[key])
+        if key in self.inflight:
+            return self._count("hit", await asyncio.shield(self.inflight[key]))
+        future = asyncio.get_running_loop().create_future()
+        self.inflight[key] = future
+        try:
+            path = f"tenants/{tenant}/matches/{key[1]}-{'_'.join(methods)}.json"
+            report, from_store = await asyncio.to_thread(self._stored_match, path)
+            if report is None:
+                report = MatchReport.from_json(await self.matcher.quick.remote(data, methods))
+                await asyncio.to_thread(self.store.put, path, report.to_json(), "application/json")
+            self.matches[key] = report
+            while len(self.matches) > self.settings.speaker_cache_size:
+                self.matches.popitem(last=False)
+            future.set_result(report)
+            return self._count("hit" if from_store else "miss", report)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            self.inflight.pop(key, None)
+
+    def _stored_match(self, path: str) -> tuple[MatchReport | None, bool]:
+        try:
+            return MatchReport.from_json(self.store.get(path)), True
+        except NotFound:
+            return None, False
+
     async def register(self, voice_id: str, tenant: str = DEFAULT_TENANT) -> str:
-        """The registration job: analyse the stored reference, measure similarity, mark ready/failed."""
+        """The registration job: voice matching in the VoiceMatcher deployment where it is served;
+        else analyse the stored reference, measure similarity, mark ready/failed."""
         registry = self.registry.for_tenant(tenant)
+        if self.matcher is not None:
+            try:
+                return await self.matcher.register.remote(voice_id, tenant)
+            except Exception:  # noqa: BLE001 - the matcher replica died: say so on the voice
+                log.exception("voice matching job for %s was interrupted", voice_id)
+                return await asyncio.to_thread(_interrupted, registry, voice_id)
         record = await asyncio.to_thread(registry.get, voice_id)
         try:
             data = await asyncio.to_thread(registry.reference, record)
@@ -126,3 +175,14 @@ class SpeakerEmbeddingCache:
 
     def stats(self) -> dict:
         return {**self.counts, "entries": len(self.entries)}
+
+
+def _interrupted(registry: VoiceRegistry, voice_id: str) -> str:
+    try:
+        record = registry.get(voice_id)
+    except NotFound:
+        return "deleted"
+    if record.status == "processing":
+        record.status, record.reason = "failed", "the voice-matching job was interrupted; register the voice again"
+        registry.save(record)
+    return record.status

@@ -3,7 +3,7 @@
 Bound once per family (``Synthesizer-piper``, ``Synthesizer-kokoro``) so each scales on its own.
 On CPU a replica renders the sentences of concurrent requests side by side, one per core, and a
 sentence that is alone with every core (``tts_engine/parallel.py``); on GPU concurrent sentences
-are gathered into padded batches.
+are gathered into padded batches. Freed memory goes back to the OS between renders.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
-import numpy as np
 from ray import serve
 from ray.serve.metrics import Histogram
 
 from tts_engine.engine import TTSEngine
 from tts_engine.models.fastpath import release_freed_memory
-from tts_engine.models.protocol import RenderItem
+from tts_engine.models.protocol import Rendered, RenderItem
 from tts_engine.parallel import SENTENCE, STREAM, RenderPool, cpu_budget
 from tts_engine.settings import Settings
 
@@ -40,7 +39,7 @@ class Synthesizer:
         self.pool = RenderPool(cpu_budget(s.torch_threads), s.render_workers, name=f"render-{family}")
         self.engine.model(next(v.id for v in self.engine.voices.list() if v.family == family))  # load first
         self.batch_sizes: Counter[int] = Counter()
-        self.rendering = 0  # sentences and streams in progress
+        self.rendering = 0  # renders and streams in progress
         self.trimmed_at = 0.0
         self.batch_histogram = Histogram(
             "voxserve_batch_size", description="Sentences per Synthesizer batch",
@@ -48,40 +47,41 @@ class Synthesizer:
         )
         self.batch_histogram.set_default_tags({"family": family})
 
-    async def render(self, item: RenderItem) -> np.ndarray:
-        """One sentence -> its waveform."""
+    async def render(self, item: RenderItem) -> Rendered:
+        """One sentence -> its audio and symbol durations."""
         self.rendering += 1
         try:
             if self.padded:
                 return await self._render_padded(item)
+            self.batch_sizes[1] += 1
             return await self.pool.run(self._render_one, item, priority=SENTENCE)
         finally:
             self.rendering -= 1
             self._release_memory()
 
-    def _render_one(self, item: RenderItem) -> np.ndarray:
+    def _render_one(self, item: RenderItem) -> Rendered:
         return self.engine.render_batch(item.voice, [item])[0]
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def _render_padded(self, items: list[RenderItem]) -> list[np.ndarray]:
+    async def _render_padded(self, items: list[RenderItem]) -> list[Rendered]:
         """GPU: Serve gathers concurrent calls into ``items``, rendered as padded batches per voice."""
         self.batch_sizes[len(items)] += 1
         self.batch_histogram.observe(len(items))
         return await self.pool.run(self._render_grouped, items, priority=SENTENCE)
 
-    def _render_grouped(self, items: list[RenderItem]) -> list[np.ndarray]:
-        out: list[np.ndarray | None] = [None] * len(items)
+    def _render_grouped(self, items: list[RenderItem]) -> list[Rendered]:
+        out: list[Rendered | None] = [None] * len(items)
         by_voice: dict[str, list[int]] = {}
         for i, item in enumerate(items):
             by_voice.setdefault(item.voice, []).append(i)
         for voice, rows in by_voice.items():
-            for i, audio in zip(rows, self.engine.render_batch(voice, [items[i] for i in rows])):
-                out[i] = audio
+            for i, rendered in zip(rows, self.engine.render_batch(voice, [items[i] for i in rows])):
+                out[i] = rendered
         return out  # type: ignore[return-value]
 
-    async def render_stream(self, item: RenderItem) -> AsyncIterator[np.ndarray]:
-        """Chunks of one sentence as the decoder produces them (the first one short); each chunk's
-        work goes ahead of queued whole sentences, since a listener is waiting for it."""
+    async def render_stream(self, item: RenderItem) -> AsyncIterator[Rendered]:
+        """Chunks of one sentence as the decoder produces them (the first one short, with the symbol
+        durations); each chunk's work goes ahead of queued whole sentences: a listener is waiting."""
         self.rendering += 1
         try:
             async for chunk in self.pool.iterate(self.engine.render_stream(item), priority=STREAM):

@@ -18,13 +18,16 @@ from deployments.speaker_cache import SpeakerEmbeddingCache
 from deployments.synthesizer import Synthesizer
 from deployments.text_frontend import TextFrontend
 from storage import create_store
+from deployments.voice_matcher import VoiceMatcherDeployment
 from tts_engine.settings import Settings
 
 from . import context
 from .auth.middleware import AuthMiddleware
 from .errors import VoxServeAPI, install_error_handlers
 from .middleware import RequestContext
-from .routers import account, admin, admin_clients, cloud, cosyvoice, gptsovits, native, oauth, openai, voices
+from .routers import (
+    account, admin, admin_clients, cloud, cosyvoice, gptsovits, lexicons, native, oauth, openai, pages, realtime, voices,
+)
 from .timeouts import BodyTimeoutMiddleware
 
 log = logging.getLogger("voxserve")
@@ -41,6 +44,9 @@ ROUTERS = (native.router, openai.router, voices.router, admin.router, oauth.rout
 for router in ROUTERS:
     app.include_router(router)
 app.state.api_routes = [route for router in ROUTERS for route in router.routes]  # for 405's Allow
+for router in (lexicons.router, realtime.router, pages.router):  # issue 14: lexicons, realtime WS, playground
+    app.include_router(router)
+app.mount("/static", pages.static_files, name="static")
 # Auth (issue 11): every route but the public allow-list (serve_app/auth/scopes.py) needs a
 # credential, including routers added later. Added before RequestContext so that one stays
 # outermost (it logs and counts the 401/403/429s too, and shapes whatever escapes).
@@ -107,8 +113,20 @@ def build_app(args: dict | None = None):
     limiter = RateLimiter.bind(overrides) if settings.auth == "required" else None
     return Ingress.options(**sized["Ingress"]).bind(
         TextFrontend.options(**sized["TextFrontend"]).bind(overrides), synthesizers,
-        SpeakerEmbeddingCache.options(**sized["SpeakerEmbeddingCache"]).bind(overrides), settings=overrides,
-        limiter=limiter)
+        SpeakerEmbeddingCache.options(**sized["SpeakerEmbeddingCache"]).bind(overrides,
+                                                                             voice_matcher_for(settings, overrides)),
+        settings=overrides, limiter=limiter)
+
+
+def voice_matcher_for(settings: Settings, overrides: dict):
+    """Voice matching (issue 13): the VoiceMatcher deployment where Kokoro is served, with its own
+    CPU/GPU share from settings; None (DSP adaptation only) elsewhere."""
+    if not settings.matching_enabled or "kokoro" not in settings.model_families:
+        return None
+    actor = {"num_cpus": settings.matching_num_cpus}
+    if settings.matching_num_gpus:
+        actor["num_gpus"] = settings.matching_num_gpus
+    return VoiceMatcherDeployment.options(ray_actor_options=actor).bind(overrides)
 
 
 def synthesizer_for(family: str, settings: Settings, options: dict):

@@ -15,16 +15,16 @@ from storage import AudioStore, open_store
 from storage.clients import ClientStore
 from storage.voices import VoiceRegistry
 from tts_engine.settings import Settings
-from tts_engine.speaker.references import AdaptationConditioning, decode_reference
+from tts_engine.speaker.references import decode_reference
 from tts_engine.voice_aliases import resolve_voice_name
 from tts_engine.voices import VoiceCatalog
 
+from . import matching
 from .auth.limiter import LimiterClient
 from .auth.principal import Principal, principal_of
 from .auth.tokens import KeyRing, TokenIssuer
 from .auth.verifier import Authenticator
 from .metrics import IngressMetrics
-from .resilience import once_more
 from .schemas import TTSRequest
 from .synthesis import AudioRequest, SynthesisService
 
@@ -93,19 +93,21 @@ class Services:
             self.limiter.check_audio(principal)  # every synthesis route comes through here
         if reference is not None:
             await asyncio.to_thread(decode_reference, reference, self.settings, "reference_audio")
-            analysed = await once_more(lambda: self.speaker_cache.analyze.remote(reference, principal.tenant),
-                                       "reference analysis")
-            conditioning = AdaptationConditioning(analysed.profile)
+            voice, conditioning = await matching.reference_conditioning(self, reference, voice, language, body.text,
+                                                                        principal.tenant)
         elif VoiceRegistry.is_registered_id(voice):
-            record = await asyncio.to_thread(self.registry_for(request).ready, voice)
-            voice, conditioning = record.base_voice or None, AdaptationConditioning(record.profile)
+            registry = self.registry_for(request)
+            record = await asyncio.to_thread(registry.ready, voice)
+            voice, conditioning = await matching.registered_conditioning(registry, record)
         return AudioRequest(
             text=body.text, format=body.format, options=replace(body.options(), voice=voice, language=language),
             sample_rate=body.sample_rate, cache=body.cache, request_id=request.state.request_id,
             conditioning_key=conditioning.identity() if conditioning else "",
-            transform=conditioning.apply if conditioning else None,
+            transform=matching.post_filter(conditioning),
+            condition=conditioning.condition if conditioning else None,
             cache_scope=f"tenant:{principal.tenant}" if self.settings.effective_cache_scope == "tenant" else "",
             meter=self.meter_for(principal),
+            timestamps=body.timestamps or body.captions is not None, captions=body.captions,
         )
 
 

@@ -42,7 +42,8 @@ def as_voxserve_error(exc: BaseException) -> VoxServeError | None:
         return exc
     name = type(exc).__name__
     if name in ("BackPressureError", "DeploymentUnavailableError"):
-        return Overloaded("the service is at capacity; retry shortly")
+        detail = getattr(exc, "message", "") or name
+        return Overloaded(f"the service is at capacity ({detail}); retry shortly")
     if replica_gone(exc):
         return unavailable("the request")
     return None

@@ -6,7 +6,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from tts_engine.errors import PayloadTooLarge, UnsupportedMediaType
+from tts_engine.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 from .forms import parse_multipart, parse_urlencoded
 
@@ -54,3 +54,17 @@ async def read_form(request: Request, limit: int) -> tuple[dict[str, str], dict[
     if content_type_of(request) == "multipart/form-data":
         return parse_multipart(body, request.headers.get("content-type", ""))
     return parse_urlencoded(body), {}
+
+
+async def read_audio_upload(request: Request, max_bytes: int, field: str = "audio") -> tuple[dict[str, str], bytes]:
+    """A multipart upload with one audio file: (its text fields, the file's bytes), with our
+    415 (not multipart), 422 (no file) and 413 (over ``max_bytes``) naming the field."""
+    if content_type_of(request) != "multipart/form-data":
+        raise UnsupportedMediaType(f"send multipart/form-data with an '{field}' file", field="content-type")
+    fields, files = await read_form(request, max_bytes + 64 * 1024)
+    audio = files.get(field)
+    if audio is None:
+        raise InvalidInput(f"an '{field}' file is required", field=field)
+    if len(audio) > max_bytes:
+        raise PayloadTooLarge(f"{field} is over the limit of {max_bytes} bytes", field=field)
+    return fields, audio

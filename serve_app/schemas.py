@@ -29,6 +29,16 @@ class TTSRequest(BaseModel):
     speaker: StrictStr | StrictInt | None = Field(None, description="Speaker name or index for multi-speaker voices.")
     response: Literal["url", "base64", "binary"] = "url"
     cache: bool = Field(True, description="false forces fresh synthesis.")
+    # --- word timestamps, SSML, lexicons (issue 14) ---
+    timestamps: bool = Field(False, description="Answer word timestamps: 'words' in JSON, 'speech.word' events "
+                                                 "when streaming (the stream is then server-sent events).")
+    captions: Literal["srt", "vtt"] | None = Field(None, description="Store SRT or WebVTT captions beside the "
+                                                                     "audio; answered as 'captions_url'.")
+    text_type: Literal["auto", "text", "ssml"] = Field(
+        "auto", description="'ssml' parses text as SSML (README: the supported subset); 'auto' does so when it "
+                            "starts with <speak>.")
+    lexicons: list[str] = Field(default_factory=list, max_length=8,
+                                description="Pronunciation lexicons (PUT /v1/lexicons/{name}); the first wins.")
 
     def options(self, voice: str | None = None) -> SynthesisOptions:
         return SynthesisOptions(
@@ -43,6 +53,12 @@ class Timings(BaseModel):
     storage_ms: float = 0.0
 
 
+class WordStamp(BaseModel):
+    word: str
+    start_s: float
+    end_s: float
+
+
 class TTSResponse(BaseModel):
     audio_url: str
     key: str
@@ -54,6 +70,8 @@ class TTSResponse(BaseModel):
     request_id: str
     timings: Timings
     audio_base64: str | None = None
+    words: list[WordStamp] | None = None
+    captions_url: str | None = None
 
 
 OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")

@@ -20,9 +20,11 @@ import numpy as np
 from tts_engine.audio import encoders
 from tts_engine.audio.assembly import finish_audio, join_sentences, silence
 from tts_engine.engine import Prepared, SynthesisOptions
-from tts_engine.models.protocol import RenderItem
+from tts_engine.models.protocol import Rendered, RenderItem
 from tts_engine.settings import Settings
+from tts_engine.timestamps import WordTiming, sentence_words, trimmed
 from storage import AudioStore, StoredObject
+from storage.word_files import WordFiles
 
 from .claims import ClaimBook
 from .metrics import IngressMetrics
@@ -50,10 +52,17 @@ class AudioRequest:
     conditioning_key: str = ""
     # Applied to the finished audio (voice adaptation); None for plain voices.
     transform: Callable[[np.ndarray, int], np.ndarray] | None = None
+    # Voice matching (issue 13): applied to the text side's result before the cache key and the
+    # render (a fitted style replaces the Kokoro controls); None for plain voices.
+    condition: Callable[[Prepared], Prepared] | None = None
     # Auth (issue 11): the phrase-cache scope ("" = global; "tenant:<t>" keeps tenants' caches
     # apart) and where delivered audio is metered: meter(characters, seconds, cached).
     cache_scope: str = ""
     meter: Callable[[int, float, bool], None] | None = None
+    # Word timestamps: answered with the audio and stored beside it (see serve_app/timed.py);
+    # captions: "srt" | "vtt" side file made from them.
+    timestamps: bool = False
+    captions: str | None = None
 
 
 @dataclass
@@ -68,6 +77,8 @@ class Result:
     data: bytes | None = None
     timings: dict[str, float] = field(default_factory=dict)
     stored: StoredObject | None = None
+    words: list[WordTiming] | None = None     # rendered with the audio (None: not asked, or cached)
+    captions_url: str | None = None
 
 
 @dataclass
@@ -105,6 +116,8 @@ def cache_key(prepared: Prepared, fmt: str, rate: int, conditioning: str = "", s
         identity["pause_s"] = prepared.pause_s
     if scope:  # only when scoped, so global keys stay what they were
         identity["scope"] = scope
+    if prepared.pronunciation_key:  # lexicon entries / SSML <phoneme>: a changed reading changes the audio
+        identity["pronunciations"] = prepared.pronunciation_key
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return f"{AUDIO_PREFIX}/{digest[:2]}/{digest}.{encoders.FILE_EXTENSIONS[fmt]}"
 
@@ -132,6 +145,8 @@ class SynthesisService:
         fmt = encoders.check_format(req.format)
         prepared: Prepared = await once_more(lambda: self.frontend.prepare.remote(req.text, req.options),
                                              "text preparation")
+        if req.condition is not None:
+            prepared = req.condition(prepared)
         rate = encoders.output_sample_rate(fmt, prepared.voice.sample_rate, req.sample_rate)
         key = cache_key(prepared, fmt, rate, req.conditioning_key, req.cache_scope)
         self._remember_key(req, key, prepared.voice.id, rate)
@@ -170,13 +185,19 @@ class SynthesisService:
 
     async def render(self, prepared: Prepared, transform=None) -> np.ndarray:
         """All sentences at once (they batch and spread over replicas), joined in order."""
+        return (await self.render_timed(prepared, transform))[0]
+
+    async def render_timed(self, prepared: Prepared, transform=None) -> tuple[np.ndarray, list[WordTiming]]:
+        """``render`` and the word timestamps of its audio."""
         synthesizer = self.synthesizer_for(prepared)
-        pieces = await asyncio.gather(*[self.render_one(synthesizer, item) for item in prepared.items()])
+        pieces = [Rendered.of(p) for p in
+                  await asyncio.gather(*[self.render_one(synthesizer, item) for item in prepared.items()])]
         rate = prepared.voice.sample_rate
-        audio = join_sentences(pieces, rate, prepared.pause(self.settings.sentence_pause_s))
+        audio = join_sentences([p.audio for p in pieces], rate, prepared.pause(self.settings.sentence_pause_s))
         if transform is not None:
             audio = await asyncio.to_thread(transform, audio, rate)
-        return finish_audio(audio, rate, prepared.volume, prepared.pitch)
+        audio = finish_audio(audio, rate, prepared.volume, prepared.pitch)
+        return audio, trimmed(prepared.words(pieces, self.settings.sentence_pause_s), audio, rate)
 
     def synthesizer_for(self, prepared: Prepared):
         """The Synthesizer deployment of the voice's model family (each family scales on its own)."""
@@ -262,24 +283,38 @@ class SynthesisService:
     async def _synthesize_fresh(self, req: AudioRequest, prepared: Prepared, fmt: str, rate: int,
                                 key: str, frontend_ms: float) -> Result:
         t0 = time.perf_counter()
-        audio = await self.render(prepared, req.transform)
+        audio, words = await self.render_timed(prepared, req.transform)
         source_rate = prepared.voice.sample_rate
         data = await asyncio.to_thread(encoders.encode, audio, source_rate, fmt, rate)
         t1 = time.perf_counter()
         duration = len(audio) / source_rate
         meta = self.metadata(prepared, fmt, rate, duration)
         stored = await asyncio.to_thread(self.store.put, key, data, encoders.CONTENT_TYPES[fmt], meta)
+        if req.timestamps:
+            await asyncio.to_thread(WordFiles(self.store).put_words, key, words)
         t2 = time.perf_counter()
         self.metrics.produced(duration)
         timings = {"frontend_ms": frontend_ms, "synthesis_ms": (t1 - t0) * 1000, "storage_ms": (t2 - t1) * 1000}
-        return Result(key, self.store.url(key), duration, rate, fmt, prepared.voice.id, False, data, timings, stored)
+        return Result(key, self.store.url(key), duration, rate, fmt, prepared.voice.id, False, data, timings, stored,
+                      words if req.timestamps else None)
 
     # ------------------------------------------------------------------ streaming
+
+    async def audio_stream(self, req: AudioRequest) -> tuple[Prepared, AsyncIterator[np.ndarray | list[WordTiming]]]:
+        """Float audio of a request as it is rendered (and, before each sentence's, its words),
+        for a caller that encodes and stores it itself: the realtime WebSocket joins many
+        requests into one file."""
+        prepared, *_ = await self.prepare(req)
+        return prepared, self._audio_chunks(prepared, req.transform)
 
     async def stream(self, req: AudioRequest, on_first_byte: Callable[[], None] | None = None) -> Stream:
         prepared, fmt, rate, key = await self.prepare(req)
         url = self.store.url(key)
         hit = await self.cached(req, key)
+        words = None
+        if hit is not None and req.timestamps:  # cached audio without stored words: render again
+            words = await asyncio.to_thread(WordFiles(self.store).get_words, key)
+            hit = hit if words is not None else None
         if hit is not None:
             data = await asyncio.to_thread(self.store.get, key)
             if req.meter is not None:
@@ -287,7 +322,7 @@ class SynthesisService:
                 if duration is None:
                     duration = await asyncio.to_thread(self._measured_duration, key, data)
                 req.meter(len(req.text), float(duration), True)
-            return Stream(key, url, hit.content_type, True, _once(data), rate)
+            return Stream(key, url, hit.content_type, True, _once(*([words] if words else []), data), rate)
         # Known before the first byte that the URL could never work: say so now (503), not with a 200.
         await self.guard.ensure_writable()
         encoder = encoders.StreamEncoder(fmt, prepared.voice.sample_rate, rate)
@@ -301,16 +336,22 @@ class SynthesisService:
         """Encoded bytes as produced; they also go to storage as they come (multipart parts above
         the threshold), completed at the end and aborted if synthesis fails or the client leaves.
         WAV is the exception: its stored copy needs real sizes in the header, so it is put at the end.
-        The header leaves with the first audio, so a failure before any audio is still an HTTP error."""
+        The header leaves with the first audio, so a failure before any audio is still an HTTP error.
+        With timestamps, a sentence's words (a list) come just before its audio."""
         key = sink.key
-        samples, sent_audio = 0, False
-        inline = encoder.format in ("wav", "pcm")
+        samples, sent_audio, words = 0, False, []
+        inline = sink.fmt in ("wav", "pcm")
         try:
             pending_header = encoder.header()
             await sink.write(pending_header)
             async for audio in self._audio_chunks(prepared, req.transform):
+                if isinstance(audio, list):  # a sentence's word timestamps, just before its audio
+                    words += audio
+                    if req.timestamps:
+                        yield audio
+                    continue
                 samples += len(audio)
-                # PCM/WAV conversion takes microseconds: a thread hop would cost more (issue 10).
+                # PCM/WAV chunks are converted inline (microseconds; a thread hop costs more).
                 data = encoder.feed(audio) if inline else await asyncio.to_thread(encoder.feed, audio)
                 if data:
                     if on_first_byte is not None and not sent_audio:
@@ -324,6 +365,8 @@ class SynthesisService:
             yield pending_header + tail
             duration = samples / prepared.voice.sample_rate
             await sink.complete(duration)
+            if req.timestamps:
+                await asyncio.to_thread(WordFiles(self.store).put_words, key, words)
             self.metrics.produced(duration)
             if req.meter is not None:
                 req.meter(len(req.text), duration, False)
@@ -335,45 +378,58 @@ class SynthesisService:
             await asyncio.shield(sink.abort())
             raise
 
-    async def _audio_chunks(self, prepared: Prepared, transform) -> AsyncIterator[np.ndarray]:
+    async def _audio_chunks(self, prepared: Prepared, transform) -> AsyncIterator[np.ndarray | list[WordTiming]]:
         """The first sentence chunk by chunk (fast first audio); the rest rendered concurrently
-        once the first audio is out, and yielded in order as each is ready."""
+        once the first audio is out, and yielded in order as each is ready. Before each
+        sentence's audio: its word timestamps (a list, seconds from the stream's start)."""
         rate = prepared.voice.sample_rate
         items = prepared.items()
         synthesizer = self.synthesizer_for(prepared)
         whole_sentences = transform is not None or prepared.pitch != 0  # WORLD needs whole sentences
         later: list[Awaitable[np.ndarray] | None] = []
+        position = 0  # samples yielded so far: where the next sentence starts
         try:
             if whole_sentences:
                 later = [synthesizer.render.remote(item) for item in items]
             else:
                 async for chunk in self._first_sentence(synthesizer, items[0]):
+                    chunk = Rendered.of(chunk)
                     if not later:
                         later = [None] + [synthesizer.render.remote(item) for item in items[1:]]
-                    yield finish_audio(chunk, rate, prepared.volume)
+                        yield sentence_words(prepared.sentences[0].words, chunk, rate)
+                    position += len(chunk.audio)
+                    yield finish_audio(chunk.audio, rate, prepared.volume)
                 if not later:
                     later = [None] + [synthesizer.render.remote(item) for item in items[1:]]
             for i, pending in enumerate(later):
                 if pending is None:
                     continue
                 if i:
-                    yield silence(prepared.pause(self.settings.sentence_pause_s), rate)
-                audio = await self.render_one(synthesizer, items[i], pending, patient=True)
+                    gap = silence(prepared.pause(self.settings.sentence_pause_s), rate)
+                    position += len(gap)
+                    yield gap
+                rendered = Rendered.of(await self.render_one(synthesizer, items[i], pending, patient=True))
                 later[i] = None
+                audio = rendered.audio
                 if transform is not None:
                     audio = await asyncio.to_thread(transform, audio, rate)
-                yield finish_audio(audio, rate, prepared.volume, prepared.pitch)
+                audio = finish_audio(audio, rate, prepared.volume, prepared.pitch)
+                words = sentence_words(prepared.sentences[i].words, rendered, rate, position / rate)
+                yield trimmed(words, audio, rate, position / rate)
+                position += len(audio)
+                yield audio
         finally:
             for pending in later:  # the client left: don't keep replicas busy for nobody
                 _cancel(pending)
 
-    async def _first_sentence(self, synthesizer, item: RenderItem) -> AsyncIterator[np.ndarray]:
-        """The first sentence in vocoder chunks. If its replica dies mid-way, the sentence is rendered
+    async def _first_sentence(self, synthesizer, item: RenderItem) -> AsyncIterator[Rendered]:
+        """The first sentence in decoder chunks. If its replica dies mid-way, the sentence is rendered
         again elsewhere (seeded noise: the same audio) and only the part not yet sent follows."""
         sent = 0
         try:
             async for chunk in synthesizer.options(stream=True).render_stream.remote(item):
-                sent += len(chunk)
+                chunk = Rendered.of(chunk)
+                sent += len(chunk.audio)
                 yield chunk
             return
         except Exception as exc:
@@ -381,9 +437,10 @@ class SynthesisService:
                 raise
             log.warning("streaming replica lost after %d samples (%s); rendering the rest elsewhere",
                         sent, type(exc).__name__)
-        audio = await self.render_one(synthesizer, item, patient=True)
-        if len(audio) > sent:
-            yield audio[sent:]
+        rendered = Rendered.of(await self.render_one(synthesizer, item, patient=True))
+        if len(rendered.audio) > sent:
+            # Durations describe the whole sentence: only a first chunk may carry them.
+            yield Rendered(rendered.audio[sent:], rendered.durations if sent == 0 else None, rendered.offset)
 
 
 def _metered(req: AudioRequest, result: Result) -> Result:
@@ -401,5 +458,6 @@ def _cancel(pending) -> None:
         pending.close()  # a bare coroutine
 
 
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data
+async def _once(*items):
+    for item in items:
+        yield item

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import hmac
@@ -273,7 +274,8 @@ class LocalStore(AudioStore):
                 os.fsync(f.fileno())
             probe.unlink()
         except OSError as exc:
-            probe.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):   # on a read-only mount even this unlink fails
+                probe.unlink(missing_ok=True)
             raise StorageUnavailable(
                 f"local storage unavailable: {self.root} does not take writes ({type(exc).__name__}: {exc.strerror})"
             ) from exc

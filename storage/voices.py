@@ -8,11 +8,14 @@ reference keeps its recorded key), so nothing has to be migrated by hand.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 from storage.base import AudioStore
 from tts_engine.errors import LimitReached, NotFound, VoiceNotReady
@@ -43,11 +46,24 @@ class VoiceRecord:
     method: str = METHOD
     extra: dict = field(default_factory=dict)
     tenant: str = DEFAULT_TENANT
+    # Voice matching (issue 13): the job's progress, and its report once done (scores, method).
+    progress: float = 0.0
+    step: int = 0
+    heldout_similarity: float | None = None   # current (while fitting) / final GE2E against the held-out half
+    matching: dict | None = None              # MatchReport.public()
+    style_key: str | None = None              # the fitted style pack (.npy) in the store
 
     def public(self) -> dict:
-        data = {k: v for k, v in asdict(self).items() if k not in ("profile", "reference_key", "extra", "tenant")}
-        data.update(id=self.voice_id, kind="registered", languages=[self.language])
+        hidden = ("profile", "reference_key", "extra", "tenant", "style_key")
+        data = {k: v for k, v in asdict(self).items() if k not in hidden}
+        data.update(id=self.voice_id, kind="registered", languages=self.languages())
         return data
+
+    def languages(self) -> list[str]:
+        """A fitted Kokoro style speaks every Kokoro language, whatever the reference spoke."""
+        if self.style_key and self.base_voice.startswith("kokoro/"):
+            return ["en", "zh", "ja"]
+        return [self.language]
 
 
 class VoiceRegistry:
@@ -133,12 +149,30 @@ class VoiceRegistry:
         return sorted(records, key=lambda r: r.created_at)
 
     def delete(self, voice_id: str) -> None:
-        """The record, the reference clip and, unless another voice has the same clip, its analysis."""
+        """Remove a voice: its record, reference clip, fitted style and, unless another voice has the
+        same clip, its analysis; a running matching job sees its record gone and stops (cancellation)."""
         record = self.get(voice_id)
         self.store.delete(self._record_key(voice_id))
         self.store.delete(record.reference_key)
+        self.store.delete(self.style_pack_key(voice_id))
         if not any(r.reference_hash == record.reference_hash for r in self.list()):
             self.store.delete(embedding_key(record.reference_hash, self.tenant))
+
+    def style_pack_key(self, voice_id: str) -> str:
+        return f"{self.prefix}{voice_id}/style_pack.npy"
+
+    def save_style_pack(self, record: VoiceRecord, pack: np.ndarray) -> str:
+        """Persist a fitted style pack ([510, 256] float32, .npy) under the voice; returns its key."""
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(pack, dtype=np.float32), allow_pickle=False)
+        key = self.style_pack_key(record.voice_id)
+        self.store.put(key, buffer.getvalue(), "application/octet-stream", {"voice-id": record.voice_id})
+        return key
+
+    def style_pack(self, record: VoiceRecord) -> np.ndarray:
+        if not record.style_key:
+            raise NotFound(f"voice '{record.voice_id}' has no fitted style", field="voice")
+        return np.load(io.BytesIO(self.store.get(record.style_key)), allow_pickle=False)
 
     def _record_key(self, voice_id: str) -> str:
         return f"{self.prefix}{voice_id}/voice.json"

@@ -245,7 +245,7 @@ def test_error_codes(base, sample_wav):
     error(httpx.post(f"{base}/tts/v1/synthesize", json={"text": "hi", "pitch": 20}), 422, "pitch")
     error(httpx.get(f"{base}/tts/v1/stream", params={"text": "hi", "chunk_size": 1}), 422, "chunk_size")
     error(httpx.get(f"{base}/tts/v1/stream"), 422, "text")
-    error(httpx.post(f"{base}/clone/v1/upload", files={"audio": ("a.wav", b"not audio" * 100)}), 415, None)
+    error(httpx.post(f"{base}/clone/v1/upload", files={"audio": ("a.wav", b"not audio" * 100)}), 415, "audio")
     error(httpx.post(f"{base}/clone/v1/upload", data={"name": "x"}), 415, "content-type")
     error(httpx.post(f"{base}/clone/v1/train", json={"sample_id": "smp_0000000000000000", "voice_name": "x"}), 404,
           "sample_id")

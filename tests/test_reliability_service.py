@@ -44,9 +44,8 @@ def assert_json_error(resp, status, field=None, code=None):
 # ---------------------------------------------------------------------- items 1, 3: a killed replica, overload
 
 
-@pytest.fixture(scope="module")
-def chaos_app(service):
-    """An app with two Synthesizer replicas and short queues (so overload is reachable)."""
+def deploy_chaos(service, **synth_options) -> str:
+    """An app with two Synthesizer replicas; re-running it with other queue limits updates it in place."""
     from ray import serve
 
     from deployments.speaker_cache import SpeakerEmbeddingCache
@@ -58,12 +57,18 @@ def chaos_app(service):
     store.mkdir(exist_ok=True)
     args = {"store": f"file://{store}", "public_base_url": f"{service['base']}/chaos"}
     two = {"min_replicas": 2, "max_replicas": 2, "target_ongoing_requests": 8}
-    synth = Synthesizer.options(autoscaling_config=two, max_ongoing_requests=8, max_queued_requests=4)
-    serve.run(Ingress.bind(TextFrontend.bind(args),
-                                                   synth.bind(args), SpeakerEmbeddingCache.bind(args),
-                                                   settings=args),
+    synth = Synthesizer.options(autoscaling_config=two, **synth_options)
+    serve.run(Ingress.bind(TextFrontend.bind(args), synth.bind(args), SpeakerEmbeddingCache.bind(args),
+                           settings=args),
               name="chaos", route_prefix="/chaos")
-    yield f"{service['base']}/chaos"
+    return f"{service['base']}/chaos"
+
+
+@pytest.fixture(scope="module")
+def chaos_app(service):
+    from ray import serve
+
+    yield deploy_chaos(service)
     serve.delete("chaos")
 
 
@@ -91,6 +96,11 @@ def test_killed_synthesizer_replica_gives_no_500(chaos_app):
                 answers.append(c.post(path, json={"text": text, "cache": False}))
                 n += 1
 
+    # Warm: the ingress' handles learn their replicas (a cold handle queues every call; the short
+    # queue of this app would turn that into 503s, which is the overload test's business).
+    with httpx.Client(base_url=chaos_app, timeout=120) as c:
+        assert c.post("/v1/tts", json={"text": "Warm up. " + TWO_SENTENCES}).status_code == 200
+        assert c.post("/v1/tts/stream", json={"text": "Warm up the stream. " + TWO_SENTENCES}).status_code == 200
     threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
@@ -112,7 +122,8 @@ def test_killed_synthesizer_replica_gives_no_500(chaos_app):
         if a.status_code != 200:
             assert_json_error(a, 503)
     assert len(answers) - killed_at >= 4, "load did not continue after the kill"
-    assert codes.count(200) >= 0.9 * len(codes), codes
+    errors = [a.json()["error"]["code"] + ": " + a.json()["error"]["message"][:80] for a in answers if a.status_code != 200]
+    assert codes.count(200) >= 0.9 * len(codes), (codes, errors[:5])
     # Item 2: ready again (here: never out) within a minute of the crash.
     deadline = time.monotonic() + 60
     while httpx.get(chaos_app + "/readyz", timeout=30).status_code != 200:
@@ -120,9 +131,11 @@ def test_killed_synthesizer_replica_gives_no_500(chaos_app):
         time.sleep(1)
 
 
-def test_overload_inside_the_service_is_json(chaos_app):
+def test_overload_inside_the_service_is_json(service, chaos_app):
     """More sentences than the Synthesizers' queues hold: the ingress answers JSON 503 + Retry-After
     (Ray's BackPressureError mapped), never Ray's plain-text 503 (issue 9, item 3)."""
+    deploy_chaos(service, max_ongoing_requests=2, max_queued_requests=2)   # short queues, same replicas
+
     async def burst():
         async with httpx.AsyncClient(base_url=chaos_app, timeout=120) as c:
             texts = [f"Overload {i} {uuid.uuid4().hex[:6]}. Second sentence. Third one here. Fourth."

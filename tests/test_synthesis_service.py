@@ -8,6 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from serve_app.claims import claim_key
 from serve_app.metrics import IngressMetrics
 from serve_app.synthesis import AudioRequest, SynthesisService
 from tts_engine.engine import SynthesisOptions
@@ -101,7 +102,7 @@ def test_identical_requests_on_two_replicas_synthesize_once(replicas):
 def test_stale_claim_is_taken_over(replicas):
     a, _, synth, store = replicas
     result = asyncio.run(a.synthesize(request("First.")))
-    claim = a._claim_key(result.key.replace(".wav", ".flac"))
+    claim = claim_key(result.key.replace(".wav", ".flac"))
     store.put(claim, b'{"at": 0}', "application/json")  # a crashed replica's claim from 1970
     req = AudioRequest(text="First.", options=SynthesisOptions(), format="flac")
     assert asyncio.run(a.synthesize(req)).cached is False

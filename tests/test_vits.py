@@ -83,8 +83,9 @@ def test_padded_batch_matches_single_runs(engine, model):
     batched = engine.render_batch(voice, [RenderItem(voice, s, n) for s, n in zip(seqs, specs)])
     for seq, spec, got in zip(seqs, specs, batched):
         alone = engine.render_batch(voice, [RenderItem(voice, seq, spec)])[0]
-        assert got.shape == alone.shape
-        assert np.abs(got - alone).max() <= 1e-4
+        assert got.audio.shape == alone.audio.shape
+        assert np.abs(got.audio - alone.audio).max() <= 1e-4
+        assert got.durations == alone.durations
 
 
 def test_streaming_vocoder_equals_one_shot(engine, model):

@@ -23,11 +23,13 @@ import torch
 from tts_engine.audio.assembly import finish_audio, join_sentences, silence
 from tts_engine.errors import InvalidInput, TextTooLong, UnsupportedLanguage
 from tts_engine.models.fastpath import keep_freed_memory_mapped
-from tts_engine.models.protocol import ModelFamily, RenderItem, SpeechModel, StreamChunking
+from tts_engine.models.protocol import ModelFamily, Rendered, RenderItem, SpeechModel, StreamChunking
 from tts_engine.models.registry import model_families
 from tts_engine.text.split_methods import SPLIT_METHODS
 from tts_engine.settings import Settings, get_settings
 from tts_engine.text.frontend import Sentence, cjk_language, resolve_language, validate_text
+from tts_engine.text.pronounce import LexiconEntry, Pronunciation, mark, table_identity
+from tts_engine.timestamps import WordTiming, sentence_words, trimmed
 from tts_engine.voices import VoiceCatalog, VoiceInfo
 
 SPEED_RANGE = (0.5, 2.0)
@@ -55,6 +57,10 @@ class SynthesisOptions:
     # (None: the server's sentence_pause_s); GPT-SoVITS clients set both per request.
     split: str = "sentence"
     pause_s: float | None = None
+    # Pronunciation overrides (text/pronounce.py): SSML <phoneme> readings the text's placeholders
+    # index, and lexicon entries to match in the text; both win over the frontend's own reading.
+    pronunciations: tuple[Pronunciation, ...] = ()
+    lexicon: tuple[LexiconEntry, ...] = ()
 
     def validated(self) -> "SynthesisOptions":
         if self.split not in SPLIT_METHODS:
@@ -98,6 +104,7 @@ class Prepared:
     control_identity: dict = field(default_factory=dict)  # what of the controls changes the audio
     split: str = "sentence"
     pause_s: float | None = None  # None: the server's sentence_pause_s
+    pronunciation_key: str = ""   # the overrides applied (lexicons, SSML <phoneme>): cache identity
 
     def pause(self, default_s: float) -> float:
         """Seconds of silence between rendered pieces."""
@@ -105,11 +112,22 @@ class Prepared:
 
     @property
     def normalized_text(self) -> str:
+        # Placeholders read as overrides: the cache key adds the overrides' identity to this.
         return " ".join(s.text for s in self.sentences)
 
     def items(self) -> list[RenderItem]:
         """One render item per sentence."""
         return [RenderItem(self.voice.id, s.ids, c, self.speaker_id) for s, c in zip(self.sentences, self.controls)]
+
+    def words(self, pieces: Sequence[Rendered], default_pause_s: float) -> list[WordTiming]:
+        """Word timestamps of the joined audio (sentences in order, pauses between them)."""
+        rate, pause = self.voice.sample_rate, int(self.pause(default_pause_s) * self.voice.sample_rate)
+        out: list[WordTiming] = []
+        start = 0
+        for sentence, piece in zip(self.sentences, pieces):
+            out += sentence_words(sentence.words, piece, rate, start / rate)
+            start += len(piece.audio) + pause
+        return out
 
 
 @dataclass
@@ -120,6 +138,7 @@ class Synthesis:
     language: str
     seed: int
     dropped: list[str] = field(default_factory=list)
+    words: list[WordTiming] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -157,7 +176,7 @@ class TTSEngine:
             if i:
                 yield silence(prepared.pause(self.settings.sentence_pause_s), rate)
             for chunk in self.render_stream(item):
-                yield finish_audio(chunk, rate, prepared.volume, prepared.pitch)
+                yield finish_audio(chunk.audio, rate, prepared.volume, prepared.pitch)
 
     # ------------------------------------------------------------------ text side
 
@@ -177,7 +196,8 @@ class TTSEngine:
                 field="language",
             )
         family = self.families[voice.family]
-        result = family.frontend(text, voice, options.language, options.split)
+        text, table = mark(text, options.pronunciations, options.lexicon)
+        result = family.frontend(text, voice, options.language, options.split, table)
         seed = options.seed if options.seed is not None else random.randrange(2**31)
         _check_work(result.sentences, options.speed, self.settings.max_phonemes)
         controls = family.controls(voice, options, len(result.sentences), seed)
@@ -196,6 +216,7 @@ class TTSEngine:
             control_identity=family.cache_identity(controls[0]) if controls else {},
             split=options.split,
             pause_s=options.pause_s,
+            pronunciation_key=table_identity(table),
         )
 
     def _voice_language(self, text: str, requested: str, language: str) -> str:
@@ -216,23 +237,27 @@ class TTSEngine:
                 self._models[voice_id] = self.families[voice.family].load(voice, str(self.device))
             return self._models[voice_id]
 
-    def render_batch(self, voice_id: str, items: Sequence[RenderItem]) -> list[np.ndarray]:
-        """Sentences of one voice -> one waveform each (a padded batch where the family batches)."""
+    def render_batch(self, voice_id: str, items: Sequence[RenderItem]) -> list[Rendered]:
+        """Sentences of one voice -> one waveform (and symbol durations) each (a padded batch where
+        the family batches)."""
         return self.model(voice_id).render_batch(items)
 
-    def render_stream(self, item: RenderItem) -> Iterator[np.ndarray]:
-        """One sentence, decoded in overlapping chunks (the first one short) as they are ready."""
+    def render_stream(self, item: RenderItem) -> Iterator[Rendered]:
+        """One sentence, decoded in overlapping chunks (the first one short, carrying the symbol
+        durations) as they are ready."""
         s = self.settings
         chunking = StreamChunking(s.stream_first_chunk_s, s.stream_chunk_s, s.stream_context_s)
         return self.model(item.voice).render_stream(item, chunking)
 
     # ------------------------------------------------------------------ assembly
 
-    def finish(self, prepared: Prepared, pieces: Sequence[np.ndarray]) -> Synthesis:
+    def finish(self, prepared: Prepared, pieces: Sequence[Rendered | np.ndarray]) -> Synthesis:
         rate = prepared.voice.sample_rate
-        audio = join_sentences(pieces, rate, prepared.pause(self.settings.sentence_pause_s))
+        rendered = [Rendered.of(p) for p in pieces]
+        audio = join_sentences([r.audio for r in rendered], rate, prepared.pause(self.settings.sentence_pause_s))
         audio = finish_audio(audio, rate, prepared.volume, prepared.pitch)
-        return Synthesis(audio, rate, prepared.voice.id, prepared.language, prepared.seed, prepared.dropped)
+        words = trimmed(prepared.words(rendered, self.settings.sentence_pause_s), audio, rate)
+        return Synthesis(audio, rate, prepared.voice.id, prepared.language, prepared.seed, prepared.dropped, words)
 
     def model_version(self, voice_id: str) -> str:
         """Changes whenever the voice's weights or our implementation change (part of cache keys)."""

@@ -103,6 +103,24 @@ class Settings(BaseSettings):
     reference_dir: Path | None = Field(None, description="Only place ref_audio_path may point into.")
     speaker_cache_size: int = Field(256, ge=1)
 
+    # --- voice matching on Kokoro (issue 13) ---------------------------------------
+    matching_enabled: bool = Field(True, description="Registered voices are fitted Kokoro styles when "
+                                   "Kokoro is served (else DSP adaptation only).")
+    matching_steps: int = Field(24, ge=1, le=2000, description="Gradient steps of a registration's fit.")
+    matching_seconds: float = Field(420.0, gt=0, description="Wall-clock budget of a registration's fit.")
+    matching_quick_steps: int = Field(4, ge=1, le=200, description="Steps of an on-the-fly reference's fit.")
+    matching_quick_seconds: float = Field(60.0, gt=0, description="Budget of an on-the-fly reference's fit.")
+    matching_lr: float = Field(0.08, gt=0, le=1.0, description="Adam step in shipped-style standard deviations.")
+    matching_start_packs: list[str] | None = Field(
+        None, description="Shipped Kokoro packs a fit may start from (the nearest to the reference is taken); "
+        "None: all of them.")
+    matching_on_the_fly: Literal["kokoro_voices", "always", "off"] = Field(
+        "kokoro_voices", description="reference_audio gets a fitted style when the request's voice is a Kokoro "
+        "voice (kokoro_voices), also for requests without a voice (always), or never (off: DSP only).")
+    matching_threads: int = Field(1, ge=1, description="torch threads of a fit (the rest stays for synthesis).")
+    matching_num_cpus: float = Field(0.5, gt=0, description="CPUs of the VoiceMatcher deployment's replica.")
+    matching_num_gpus: float = Field(0.0, ge=0, description="GPUs of the VoiceMatcher replica (fits run there).")
+
     # --- compatibility adapters (GPT-SoVITS, CosyVoice, the cloud API) -------------
     cosyvoice_sample_rate: int = Field(
         22050, ge=8000, le=48000,
@@ -159,6 +177,17 @@ class Settings(BaseSettings):
     deferred_store_max_bytes: int = Field(
         256 * 1024 * 1024, ge=0, description="Audio held in memory per ingress replica for such retries.",
     )
+
+    # --- SSML, pronunciation lexicons, realtime WebSocket, playground (issue 14) ----
+    lexicon_max_entries: int = Field(5000, ge=1, le=100_000, description="Entries one lexicon may hold.")
+    ssml_max_parts: int = Field(100, ge=1, description="Voice/prosody/break changes one SSML document may make.")
+    ws_send_queue: int = Field(64, ge=1, description="Messages (audio frames, events) queued per WebSocket "
+                                                       "client; when full, synthesis waits.")
+    ws_ack_window_s: float = Field(30.0, gt=0, description="Seconds of audio a WebSocket client may leave "
+                                                           "unacknowledged before synthesis waits for its acks.")
+    ws_send_timeout_s: float = Field(10.0, gt=0, description="How long synthesis waits on a full queue or for an "
+                                                             "ack before the client is disconnected (close 1008).")
+    ws_idle_timeout_s: float = Field(300.0, gt=0, description="A WebSocket with no message for this long is closed.")
 
     @classmethod
     def settings_customise_sources(

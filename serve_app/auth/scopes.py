@@ -8,9 +8,11 @@ from __future__ import annotations
 
 # Exact public paths (relative to the application's route prefix).
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/oauth/token", "/docs", "/docs/oauth2-redirect", "/redoc",
-                          "/openapi.json"})
-# Public prefixes: /media URLs carry their own HMAC signature and expiry.
-PUBLIC_PREFIXES = ("/media/",)
+                          "/openapi.json", "/", "/playground"})
+# Public prefixes: /media URLs carry their own HMAC signature and expiry; the playground's static
+# files are a page (its API calls carry the key the user pastes). The realtime WebSocket
+# authenticates in its session (header or config frame), closing 1008 when refused.
+PUBLIC_PREFIXES = ("/media/", "/static/")
 
 
 def is_public(path: str) -> bool:

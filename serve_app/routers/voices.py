@@ -7,11 +7,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from storage.voices import VoiceRecord, VoiceRegistry
-from tts_engine.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from tts_engine.errors import InvalidInput
 from tts_engine.speaker.references import decode_reference
 
 from ..context import Services, get_services
-from ..http_io import content_type_of, read_form
+from ..http_io import read_audio_upload
 from ..openapi import VOICE_UPLOAD, error_responses
 from ..schemas import VoiceAccepted
 
@@ -40,14 +40,7 @@ async def register_voice(request: Request, services: Services = Depends(get_serv
     """Upload a reference clip (multipart: audio, name, transcript?, language?) -> 202 + voice_id;
     analysis runs in the background; poll GET /v1/voices/{voice_id}."""
     settings = services.settings
-    if content_type_of(request) != "multipart/form-data":
-        raise UnsupportedMediaType("send multipart/form-data with an 'audio' file", field="content-type")
-    fields, files = await read_form(request, settings.max_upload_bytes + 64 * 1024)
-    audio = files.get("audio")
-    if audio is None:
-        raise InvalidInput("an 'audio' file is required", field="audio")
-    if len(audio) > settings.max_upload_bytes:
-        raise PayloadTooLarge(f"audio is over the limit of {settings.max_upload_bytes} bytes", field="audio")
+    fields, audio = await read_audio_upload(request, settings.max_upload_bytes)
     record = await register(services, services.registry_for(request), fields.get("name", ""),
                             fields.get("language"), fields.get("transcript"), audio)
     return JSONResponse({"voice_id": record.voice_id, "status": record.status}, status_code=202,
@@ -67,10 +60,13 @@ async def register(services: Services, registry: VoiceRegistry, name: str, langu
     if not name or len(name) > 100:
         raise InvalidInput(f"{name_field} is required (1 to 100 characters)", field=name_field)
     base = services.voices.get(None)
+    spoken = list(base.languages)
+    settings = services.settings
+    if settings.matching_enabled and "kokoro" in settings.model_families:
+        spoken += [lang for lang in ("en", "zh", "ja") if lang not in spoken]  # a fitted style speaks them all
     language = (language or base.languages[0]).strip().lower()
-    if language not in base.languages:
-        raise InvalidInput(f"language '{language}' is not spoken by the base voice ({base.languages})",
-                           field="language")
+    if language not in spoken:
+        raise InvalidInput(f"language '{language}' is not one of {spoken}", field="language")
     await asyncio.to_thread(decode_reference, audio, services.settings, audio_field)
     record = await asyncio.to_thread(registry.create, name, language, transcript, audio, base.id,
                                      max_voices=settings.max_voices_per_owner)
@@ -90,5 +86,6 @@ async def run_registration(services: Services, voice_id: str, tenant: str) -> No
 @router.delete("/v1/voices/{voice_id}", status_code=204, response_class=Response,
                responses=error_responses(404, 503))
 async def delete_voice(voice_id: str, request: Request, services: Services = Depends(get_services)) -> Response:
+    """Delete a voice; a matching job still running for it stops at its next step (cancelled)."""
     await asyncio.to_thread(services.registry_for(request).delete, voice_id)
     return Response(status_code=204)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.resources as resources
 import json
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,14 +22,20 @@ from pathlib import Path
 import numpy as np
 
 from tts_engine.models.kokoro.assembly import MODEL_FILENAME, assemble_kokoro_onnx, expected_sha256
-from tts_engine.models.protocol import RenderItem, StreamChunking
+from tts_engine.models.protocol import Rendered, RenderItem, StreamChunking
 from tts_engine.parallel import job_threads
 from tts_engine.settings import Settings
 from tts_engine.text.frontend import FrontendResult
 from tts_engine.text.kokoro_frontend import KokoroFrontend
 from tts_engine.voices import VoiceInfo
 
+log = logging.getLogger(__name__)
+
 SAMPLE_RATE = 24000
+SAMPLES_PER_FRAME = 600   # Kokoro's durations count frames of 600 samples (40 per second)
+# The int8 graph's per-token durations (rounded, clipped to >= 1 frame); exposed as an extra output
+# so ONNX Runtime answers word timestamps too.
+ORT_DURATIONS = "/encoder/Clip_output_0"
 VERSION = "kokoro-1"
 LANGUAGES = ("en", "zh", "ja")
 VOICE_PREFIX = "kokoro/"
@@ -94,17 +101,22 @@ class KokoroOnnxModel:
                 options = ort.SessionOptions()
                 if threads:
                     options.intra_op_num_threads = threads
-                self._sessions[threads] = ort.InferenceSession(str(self.path), options,
+                self._sessions[threads] = ort.InferenceSession(self._graph(), options,
                                                                providers=["CPUExecutionProvider"])
             return self._sessions[threads]
 
-    def render_batch(self, items: Sequence[RenderItem]) -> list[np.ndarray]:
+    def _graph(self) -> bytes | str:
+        if not hasattr(self, "_graph_bytes"):
+            self._graph_bytes = _with_durations_output(self.path)
+        return self._graph_bytes
+
+    def render_batch(self, items: Sequence[RenderItem]) -> list[Rendered]:
         return [self._render(item) for item in items]
 
-    def render_stream(self, item: RenderItem, chunking: StreamChunking) -> Iterator[np.ndarray]:
+    def render_stream(self, item: RenderItem, chunking: StreamChunking) -> Iterator[Rendered]:
         yield self._render(item)
 
-    def _render(self, item: RenderItem) -> np.ndarray:
+    def _render(self, item: RenderItem) -> Rendered:
         feed = {
             "tokens": np.array([padded_tokens(item.ids)], dtype=np.int64),
             "style": style_for(item.control, len(item.ids)).reshape(1, 256),
@@ -112,7 +124,30 @@ class KokoroOnnxModel:
         }
         threads = job_threads()
         session = self.session if threads is None else self._session_for(threads)
-        return np.asarray(session.run(None, feed)[0], dtype=np.float32).reshape(-1)
+        outputs = session.run(None, feed)
+        audio = np.asarray(outputs[0], dtype=np.float32).reshape(-1)
+        if len(outputs) < 2:
+            return Rendered(audio)
+        return timed(audio, np.asarray(outputs[1]).reshape(-1))
+
+
+def timed(audio: np.ndarray, token_frames: np.ndarray) -> Rendered:
+    """Audio with its durations: ``token_frames`` per padded token (boundary pads included) ->
+    samples per id, the leading pad as the offset."""
+    samples = [int(round(float(f))) * SAMPLES_PER_FRAME for f in token_frames]
+    return Rendered(audio, tuple(samples[1:-1]), samples[0] if samples else 0)
+
+
+def _with_durations_output(path: Path) -> bytes | str:
+    """The graph with its duration tensor added as an output (a graph without it: as it is)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    if not any(ORT_DURATIONS in node.output for node in model.graph.node):
+        log.warning("Kokoro graph has no %s: ONNX Runtime renders without word timestamps", ORT_DURATIONS)
+        return str(path)
+    model.graph.output.append(onnx.helper.make_tensor_value_info(ORT_DURATIONS, onnx.TensorProto.FLOAT, None))
+    return model.SerializeToString()
 
 
 class KokoroTorchModel:
@@ -146,17 +181,20 @@ class KokoroTorchModel:
         speed = torch.tensor([item.control.speed for item in items], dtype=torch.float32)
         return self.model.acoustic(tokens, lengths, styles, speed)
 
-    def render_batch(self, items: Sequence[RenderItem]) -> list[np.ndarray]:
+    def render_batch(self, items: Sequence[RenderItem]) -> list[Rendered]:
         feats = self._acoustic(items)
         audio = self.model.decode(feats).cpu().numpy()
         hop = self.model.samples_per_frame
-        return [audio[i, : int(feats.frames[i]) * hop] for i in range(len(items))]
+        return [timed(audio[i, : int(feats.frames[i]) * hop], feats.durations[i, : len(item.ids) + 2].cpu().numpy())
+                for i, item in enumerate(items)]
 
-    def render_stream(self, item: RenderItem, chunking: StreamChunking) -> Iterator[np.ndarray]:
+    def render_stream(self, item: RenderItem, chunking: StreamChunking) -> Iterator[Rendered]:
         feats = self._acoustic([item])
         first, size, _ = chunking.frames(self.model.samples_per_frame / SAMPLE_RATE)
-        for chunk in self.model.decode_stream(feats, first, size):
-            yield chunk.cpu().numpy().reshape(-1)
+        durations = feats.durations[0, : len(item.ids) + 2].cpu().numpy()
+        for i, chunk in enumerate(self.model.decode_stream(feats, first, size)):
+            audio = chunk.cpu().numpy().reshape(-1)
+            yield timed(audio, durations) if i == 0 else Rendered(audio)
 
 
 class KokoroFamily:
@@ -174,8 +212,9 @@ class KokoroFamily:
                           family=self.name, spoken=LANGUAGES, note=ACCENT_NOTE)
                 for name in sorted(voice_packs())]
 
-    def frontend(self, text: str, voice: VoiceInfo, language: str, split: str = "sentence") -> FrontendResult:
-        return self.text.process(text, language, split)
+    def frontend(self, text: str, voice: VoiceInfo, language: str, split: str = "sentence",
+                 pronunciations: Sequence = ()) -> FrontendResult:
+        return self.text.process(text, language, split, pronunciations)
 
     def controls(self, voice: VoiceInfo, options, n_sentences: int, seed: int) -> list[KokoroControl]:
         control = KokoroControl(voice_pack=voice.id.removeprefix(VOICE_PREFIX), speed=options.speed)

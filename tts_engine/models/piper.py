@@ -11,10 +11,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from tts_engine.models.protocol import RenderItem, StreamChunking
+from tts_engine.models.protocol import Rendered, RenderItem, StreamChunking
 from tts_engine.models.vits import NoiseSpec, Vits
 from tts_engine.models.vits_weights import load_vits
 from tts_engine.settings import Settings
@@ -38,8 +37,8 @@ class PiperModel:
         self.device = device
         self.sample_rate = sample_rate
 
-    def render_batch(self, items: Sequence[RenderItem]) -> list[np.ndarray]:
-        """Phoneme-id sequences -> one waveform each, computed as one padded batch."""
+    def render_batch(self, items: Sequence[RenderItem]) -> list[Rendered]:
+        """Phoneme-id sequences -> one waveform each (with durations), computed as one padded batch."""
         lengths = torch.tensor([len(item.ids) for item in items], device=self.device)
         batch = torch.zeros(len(items), int(lengths.max()), dtype=torch.long, device=self.device)
         for row, item in enumerate(items):
@@ -48,25 +47,32 @@ class PiperModel:
         # Fresh NoiseSpecs so a spec's RNG state never leaks between calls.
         noise = [replace(item.control, generator=None) for item in items]
         with torch.inference_mode():
-            z, frames = self.vits.acoustic(batch, lengths, noise, speakers)
+            z, frames, durations = self.vits.acoustic_timed(batch, lengths, noise, speakers)
             audio = self.vits.vocoder(z, frames, speakers).cpu().numpy()
-        return [audio[i, : int(frames[i]) * self.vits.hop] for i in range(len(items))]
+        return [Rendered(audio[i, : int(frames[i]) * self.vits.hop], self._samples(durations[i], len(item.ids)))
+                for i, item in enumerate(items)]
 
-    def render_stream(self, item: RenderItem, chunking: StreamChunking) -> Iterator[np.ndarray]:
-        """One sentence, vocoded in overlapping chunks as they are ready."""
+    def _samples(self, frames: torch.Tensor, n: int) -> tuple[int, ...]:
+        """Durations of an item's ``n`` ids in samples (VITS frames are ``hop`` samples)."""
+        return tuple(int(f) * self.vits.hop for f in frames[:n].tolist())
+
+    def render_stream(self, item: RenderItem, chunking: StreamChunking) -> Iterator[Rendered]:
+        """One sentence, vocoded in overlapping chunks as they are ready; the first carries durations."""
         batch = torch.tensor([item.ids], device=self.device)
         speakers = _speaker_tensor([item.speaker], self.device)
         with torch.inference_mode():
-            z, _ = self.vits.acoustic(batch, torch.tensor([len(item.ids)], device=self.device),
-                                      [replace(item.control, generator=None)], speakers)
+            z, _, durations = self.vits.acoustic_timed(batch, torch.tensor([len(item.ids)], device=self.device),
+                                                       [replace(item.control, generator=None)], speakers)
         first, size, context = chunking.frames(self.vits.hop / self.sample_rate)
         chunks = self.vits.vocoder_stream(z, first, size, context, speakers)
+        timing: tuple[int, ...] | None = self._samples(durations[0], len(item.ids))
         while True:
             with torch.inference_mode():
                 chunk = next(chunks, None)
             if chunk is None:
                 return
-            yield chunk.cpu().numpy()
+            yield Rendered(chunk.cpu().numpy(), timing)
+            timing = None
 
 
 class PiperFamily:
@@ -84,8 +90,9 @@ class PiperFamily:
             paths += sorted(Path(extra).glob("*.onnx"))
         return [read_piper_voice(p) for p in paths if p.with_name(p.name + ".json").exists()]
 
-    def frontend(self, text: str, voice: VoiceInfo, language: str, split: str = "sentence") -> FrontendResult:
-        return self.text.process(text, voice.espeak_voice, voice.phoneme_id_map, language, split)
+    def frontend(self, text: str, voice: VoiceInfo, language: str, split: str = "sentence",
+                 pronunciations: Sequence = ()) -> FrontendResult:
+        return self.text.process(text, voice.espeak_voice, voice.phoneme_id_map, language, split, pronunciations)
 
     def controls(self, voice: VoiceInfo, options, n_sentences: int, seed: int) -> list[NoiseSpec]:
         base = NoiseSpec(

@@ -34,6 +34,23 @@ class RenderItem:
 
 
 @dataclass(frozen=True)
+class Rendered:
+    """A rendered sentence (or, streaming, one chunk of it) and, where known, how long each input
+    symbol sounds: ``durations[i]`` samples for ``item.ids[i]``, after ``offset`` leading samples
+    (Kokoro's boundary pad). Word timestamps come from these (``tts_engine/timestamps.py``).
+    In a stream only the first chunk carries durations (the acoustic stage knows them all)."""
+
+    audio: np.ndarray
+    durations: tuple[int, ...] | None = None
+    offset: int = 0
+
+    @staticmethod
+    def of(value: "Rendered | np.ndarray") -> "Rendered":
+        """A bare waveform (a handle or fake that knows no durations) as a Rendered."""
+        return value if isinstance(value, Rendered) else Rendered(np.asarray(value, dtype=np.float32))
+
+
+@dataclass(frozen=True)
 class StreamChunking:
     """How a streamed sentence is cut: seconds of audio in the first chunk and in later ones, and the
     decoder overlap each side; each model rounds them to its own frames."""
@@ -51,11 +68,13 @@ class StreamChunking:
 class SpeechModel(Protocol):
     sample_rate: int
 
-    def render_batch(self, items: Sequence[RenderItem]) -> list[np.ndarray]:
-        """One waveform per item (float32 mono); items may be rendered as one padded batch."""
+    def render_batch(self, items: Sequence[RenderItem]) -> list[Rendered]:
+        """One waveform (float32 mono) with its symbol durations per item; items may be rendered
+        as one padded batch."""
 
-    def render_stream(self, item: RenderItem, chunking: StreamChunking) -> Iterator[np.ndarray]:
-        """One sentence as consecutive chunks whose concatenation equals ``render_batch([item])``."""
+    def render_stream(self, item: RenderItem, chunking: StreamChunking) -> Iterator[Rendered]:
+        """One sentence as consecutive chunks whose audio concatenated equals ``render_batch([item])``'s;
+        the first chunk carries the durations."""
 
 
 class ModelFamily(Protocol):
@@ -64,9 +83,11 @@ class ModelFamily(Protocol):
     def voices(self) -> list["VoiceInfo"]:
         """The family's voices, without loading weights."""
 
-    def frontend(self, text: str, voice: "VoiceInfo", language: str, split: str = "sentence") -> "FrontendResult":
+    def frontend(self, text: str, voice: "VoiceInfo", language: str, split: str = "sentence",
+                 pronunciations: Sequence = ()) -> "FrontendResult":
         """Validated text -> normalized pieces (cut by ``split``, see text/split_methods.py) with
-        phoneme ids for ``voice``."""
+        phoneme ids for ``voice``; placeholders in ``text`` are read as ``pronunciations``
+        (text/pronounce.py)."""
 
     def controls(self, voice: "VoiceInfo", options: Any, n_sentences: int, seed: int) -> list[Any]:
         """The per-sentence controls for ``options`` (speed, noise, seed, ...)."""

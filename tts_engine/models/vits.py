@@ -740,7 +740,6 @@ class Vits(nn.Module):
             speaker_ids = torch.zeros(batch, dtype=torch.long, device=self.emb_g.weight.device)
         return self.emb_g(speaker_ids).unsqueeze(-1)
 
-    @torch.inference_mode()
     def acoustic(
         self,
         ids: Tensor,
@@ -749,6 +748,19 @@ class Vits(nn.Module):
         speaker_ids: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Phoneme ids [B, T] -> (latent z [B, inter, frames], frame_lengths [B])."""
+        z, frame_lengths, _ = self.acoustic_timed(ids, lengths, noise, speaker_ids)
+        return z, frame_lengths
+
+    @torch.inference_mode()
+    def acoustic_timed(
+        self,
+        ids: Tensor,
+        lengths: Tensor,
+        noise: Sequence[NoiseSpec] | NoiseSpec | None = None,
+        speaker_ids: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``acoustic`` plus the durations it aligned with: frames per input id [B, T] (0 beyond
+        each length); word timestamps are these times ``hop`` samples."""
         b, t = ids.shape
         specs = _per_item(noise, b)
         device = ids.device
@@ -775,7 +787,7 @@ class Vits(nn.Module):
         eps = _stack_noise([(mean.shape[1], int(n)) for n in frame_lengths], specs, device, dtype, frames, "noise_scale")
         z_p = mean_f + eps * torch.exp(log_std_f)
         z = self.flow(z_p, frame_mask, g=g) * frame_mask
-        return z, frame_lengths
+        return z, frame_lengths, durations.long()
 
     @torch.inference_mode()
     def vocoder(

@@ -149,20 +149,13 @@ def _moving_average(a: np.ndarray, width: int) -> np.ndarray:
     return c[width - 1:] / width
 
 
-def trim_long_silences(wav: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Energy-based stand-in for resemblyzer's webrtcvad trimming.
-
-    A 30 ms window is "speech" when its RMS is within 40 dB of the loudest windows
-    (95th percentile) and more than 12 dB above the noise floor (10th
-    percentile), and above an absolute -60 dBFS. Flags are smoothed (moving
-    average of 8) and dilated by 6 windows like resemblyzer, so pauses up to
-    ~180 ms survive and longer silences are cut. Never returns less than 0.5 s
-    of audio: if the VAD finds (almost) nothing the input is returned as is.
-    """
+def speech_mask(wav: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray | None:
+    """Which samples :func:`trim_long_silences` keeps (bool per sample; the tail that does
+    not fill a 30 ms window is dropped), or None when it keeps the clip as it is."""
     win = VAD_WINDOW_MS * sr // 1000
     n = len(wav) - len(wav) % win
     if n < win * (VAD_AVG_WIDTH + 1):
-        return wav
+        return None
     frames = wav[:n].reshape(-1, win).astype(np.float64)
     db = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
     loud = np.percentile(db, 95)
@@ -177,11 +170,25 @@ def trim_long_silences(wav: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
         mask = np.convolve(mask.astype(np.float64), k, mode="full")[
             VAD_MAX_SILENCE // 2: VAD_MAX_SILENCE // 2 + len(mask)
         ] > 0
-    keep = np.repeat(mask, win)
-    out = wav[:n][keep]
-    if len(out) < sr // 2:
-        return wav
-    return out
+    keep = np.zeros(len(wav), dtype=bool)
+    keep[:n] = np.repeat(mask, win)
+    if keep.sum() < sr // 2:
+        return None
+    return keep
+
+
+def trim_long_silences(wav: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Energy-based stand-in for resemblyzer's webrtcvad trimming.
+
+    A 30 ms window is "speech" when its RMS is within 40 dB of the loudest windows
+    (95th percentile) and more than 12 dB above the noise floor (10th
+    percentile), and above an absolute -60 dBFS. Flags are smoothed (moving
+    average of 8) and dilated by 6 windows like resemblyzer, so pauses up to
+    ~180 ms survive and longer silences are cut. Never returns less than 0.5 s
+    of audio: if the VAD finds (almost) nothing the input is returned as is.
+    """
+    keep = speech_mask(wav, sr)
+    return wav if keep is None else wav[keep]
 
 
 def preprocess(audio: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -97,11 +97,20 @@ def analyze_reference(data: bytes, settings: Settings, encoder) -> Reference:
 
 
 class VoiceConditioning(Protocol):
-    """How a reference shapes synthesis. ``speaker`` picks a built-in speaker (multi-speaker
-    voices); ``apply`` transforms the rendered audio. A zero-shot model backend would
-    implement this too (and condition the acoustic model instead of the waveform)."""
+    """How a reference shapes synthesis, at two points:
+
+    * ``condition(prepared)``: model side, before rendering -- it may replace the per-sentence
+      controls (a fitted Kokoro style, see ``StyleConditioning``; a zero-shot model's speaker
+      prompt would travel the same way, as part of the family's control);
+    * ``apply(audio)``: a post-filter on the rendered audio (the WORLD adaptation).
+
+    ``speaker`` picks a built-in speaker (multi-speaker voices). The deployments never look
+    inside: the ingress calls ``condition`` on the text side's result and passes ``apply`` on.
+    """
 
     speaker: int | None
+
+    def condition(self, prepared): ...
 
     def apply(self, audio: np.ndarray, sample_rate: int) -> np.ndarray: ...
 
@@ -114,6 +123,9 @@ class AdaptationConditioning:
 
     profile: dict
     speaker: int | None = None
+
+    def condition(self, prepared):
+        return prepared
 
     def apply(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         from tts_engine.audio.adapt import VoiceProfile, adapt_to_profile
@@ -130,11 +142,50 @@ class NearestSpeakerConditioning:
 
     speaker: int | None
 
+    def condition(self, prepared):
+        return prepared
+
     def apply(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         return audio
 
     def identity(self) -> str:
         return f"speaker:{self.speaker}"
+
+
+@dataclass
+class StyleConditioning:
+    """Voice matching: every Kokoro sentence takes its style from a fitted style pack
+    ([510, 256], row = phoneme count - 1), optionally followed by the WORLD post-filter.
+
+    Sentences of other families pass unchanged (a Piper voice has no style to replace)."""
+
+    pack: np.ndarray
+    post: AdaptationConditioning | None = None
+    speaker: int | None = None
+
+    def condition(self, prepared):
+        from dataclasses import replace as _replace
+
+        from tts_engine.models.kokoro_family import KokoroControl
+
+        controls = []
+        for sentence, control in zip(prepared.sentences, prepared.controls):
+            if not isinstance(control, KokoroControl):
+                return prepared
+            row = self.pack[min(max(len(sentence.ids), 1), len(self.pack)) - 1]
+            controls.append(_replace(control, style=tuple(float(x) for x in row)))
+        identity = {**prepared.control_identity, "style": "pack:" + self.pack_digest()}
+        return _replace(prepared, controls=controls, control_identity=identity)
+
+    def apply(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        return audio if self.post is None else self.post.apply(audio, sample_rate)
+
+    def pack_digest(self) -> str:
+        return hashlib.sha256(np.ascontiguousarray(self.pack, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+    def identity(self) -> str:
+        post = "" if self.post is None else "+" + self.post.identity()
+        return f"style:{self.pack_digest()}{post}"
 
 
 def nearest_speaker(reference: np.ndarray, speaker_embeddings: dict[int, np.ndarray]) -> int:

@@ -41,6 +41,9 @@ class Sentence:
     phonemes: list[str]  # phoneme symbols (NFD code points) as produced by espeak
     ids: list[int]  # phoneme ids for the voice, with BOS/pad/EOS
     dropped: list[str]  # phoneme symbols the voice's id map lacks (dropped, reported)
+    # (word, start, end): ids[start:end] speak the word (Chinese: one entry per character);
+    # word timestamps time these spans.
+    words: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -320,7 +323,8 @@ def _fitted(sentence: str, max_chars: int) -> list[str]:
 
 
 def _has_words(text: str) -> bool:
-    return any(ch.isalnum() for ch in text)
+    # A pronunciation placeholder (Private Use Area, see pronounce.py) is a word too.
+    return any(ch.isalnum() or "\ue000" <= ch <= "\uf8ff" for ch in text)
 
 
 def split_sentences(text: str, max_chars: int = 400) -> list[str]:
@@ -444,6 +448,49 @@ def _without_cjk(text: str) -> tuple[str, list[str]]:
     return re.sub(r"\s+", " ", kept).strip(), list(dict.fromkeys(unreadable))
 
 
+def _word_spans(text: str, phonemes: list[str], espeak_voice: str, id_map: dict[str, list[int]],
+                table: Sequence = ()) -> tuple[tuple[str, int, int], ...]:
+    """Each written word's span over the sentence's ids (see word_align.py; ~1 ms a sentence).
+    A pronunciation placeholder is a word read as its override, shown as its written text."""
+    from tts_engine.text.pronounce import PLACEHOLDER_BASE, ipa_symbols, is_placeholder
+    from tts_engine.text.word_align import align_words, id_spans, text_words, word_phonemes
+
+    def clauses(piece: str) -> list[str]:
+        return [_LANGUAGE_SWITCH.sub("", ph) for ph, _t, _e in _espeak_clauses(piece, espeak_voice)]
+
+    words = text_words(text)
+    marked = {i: table[ord(w) - PLACEHOLDER_BASE] for i, w in enumerate(words)
+              if is_placeholder(w) and ord(w) - PLACEHOLDER_BASE < len(table)}
+    plain = [w for i, w in enumerate(words) if i not in marked]
+    readings = iter(word_phonemes(plain, clauses))
+    spoken = [ipa_symbols(marked[i]) if i in marked else next(readings) for i in range(len(words))]
+    shown = [marked[i].text if i in marked else w for i, w in enumerate(words)]
+    spans = align_words(phonemes, shown, spoken)
+    return tuple(id_spans(phonemes, id_map, spans))
+
+
+def _marked_phonemes(text: str, espeak_voice: str, table: Sequence) -> list[str]:
+    """espeak's phonemes for the plain pieces of ``text``, the overrides' own between them."""
+    from tts_engine.text.pronounce import ipa_symbols, leading_punct, split_marked
+
+    out: list[str] = []
+    for piece in split_marked(text, table):
+        if isinstance(piece, str):
+            punct, rest = leading_punct(piece) if out else ("", piece)
+            out.extend(punct)
+            symbols = _joined(phonemize(rest, espeak_voice))
+            if punct and (symbols or punct[-1] in _CLAUSE_TERMINATORS):
+                out.append(" ")
+        else:
+            symbols = list(unicodedata.normalize("NFD", ipa_symbols(piece)))
+        if not symbols:
+            continue
+        if out and out[-1] != " " and symbols[0] not in _SILENT_PHONEMES:
+            out.append(" ")
+        out.extend(symbols)
+    return out
+
+
 class TextFrontend:
     """Turns request text into per-sentence phoneme ids for one voice's id map."""
 
@@ -458,7 +505,9 @@ class TextFrontend:
         id_map: dict[str, list[int]],
         language: str = "auto",
         split: str = "sentence",
+        pronunciations: Sequence = (),
     ) -> FrontendResult:
+        """``pronunciations``: the overrides the text's placeholders index (text/pronounce.py)."""
         # split_methods builds on this module's sentence splitter, so it is imported here.
         from tts_engine.text.split_methods import split_text
 
@@ -469,11 +518,16 @@ class TextFrontend:
         for chunk in split_text(normalized, split, self.max_sentence_chars):
             readable, unreadable = _without_cjk(chunk) if resolved == "en" else (chunk, [])
             # We already split; if espeak sees more sentences in a chunk, they stay one.
-            phonemes = _joined(phonemize(readable, espeak_voice))
+            if any("\ue000" <= ch <= "\uf8ff" for ch in readable):
+                phonemes = _marked_phonemes(readable, espeak_voice, pronunciations)
+            else:
+                phonemes = _joined(phonemize(readable, espeak_voice))
             if not _is_speakable(phonemes):
                 continue
             ids, dropped = phoneme_ids(phonemes, id_map)
-            sentences.append(Sentence(text=chunk, phonemes=phonemes, ids=ids, dropped=unreadable + dropped))
+            words = _word_spans(readable, phonemes, espeak_voice, id_map, pronunciations)
+            sentences.append(Sentence(text=chunk, phonemes=phonemes, ids=ids, dropped=unreadable + dropped,
+                                      words=words))
         if not sentences:
             raise EmptyText("no speakable text remains after normalization", field="text")
         return FrontendResult(language=resolved, normalized_text=normalized, sentences=sentences)

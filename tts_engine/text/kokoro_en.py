@@ -39,6 +39,9 @@ class PhToken:
     text: str  # the written word, character group or punctuation mark
     phonemes: str  # Kokoro phonemes for it ("" if silent)
     punct: bool = False  # punctuation: glued to the word before it, a space after
+    # (characters, their phonemes) in order, when a word's reading splits by character (Chinese
+    # syllables): word timestamps then time each character.
+    parts: tuple[tuple[str, str], ...] = ()
 
 
 def join_tokens(tokens: list[PhToken]) -> tuple[str, list[tuple[str, int, int]]]:

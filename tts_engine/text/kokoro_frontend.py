@@ -7,7 +7,7 @@ are the Mandarin G2P's business (``zh_g2p``), not this module's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from tts_engine.errors import EmptyText, UnsupportedLanguage
 from tts_engine.settings import Settings
@@ -16,6 +16,7 @@ from tts_engine.text.frontend import (
     FrontendResult, Sentence, cjk_language, detect_language, resolve_language, validate_text,
 )
 from tts_engine.text.kokoro_phonemizer import LANGUAGES, KokoroPhonemizer
+from tts_engine.text.pronounce import Pronunciation
 from tts_engine.text.split_methods import split_text
 
 
@@ -24,7 +25,8 @@ class KokoroFrontend:
         self.settings = settings
         self.phonemizer = KokoroPhonemizer(vocab)
 
-    def process(self, text: str, language: str = "auto", split: str = "sentence") -> FrontendResult:
+    def process(self, text: str, language: str = "auto", split: str = "sentence",
+                pronunciations: Sequence[Pronunciation] = ()) -> FrontendResult:
         text = validate_text(text, self.settings.max_text_chars)
         resolved = resolve_language(language, text)
         if resolved not in LANGUAGES:
@@ -35,10 +37,12 @@ class KokoroFrontend:
         sentences = []
         for chunk in self._pieces(cleaned, resolved, split):
             lang = _sentence_language(chunk, resolved) if auto else resolved
-            out = self.phonemizer.phonemize(chunk, lang)
+            out = self.phonemizer.phonemize(chunk, lang, pronunciations)
             if not any(c.isalnum() for c in out.phonemes):
                 continue  # punctuation only: nothing to say
-            sentences.append(Sentence(text=chunk, phonemes=list(out.phonemes), ids=out.ids, dropped=out.dropped))
+            # Kokoro has one id per phoneme symbol, so phoneme spans are id spans.
+            sentences.append(Sentence(text=chunk, phonemes=list(out.phonemes), ids=out.ids, dropped=out.dropped,
+                                      words=tuple(out.units)))
         if not sentences:
             raise EmptyText("no speakable text remains after normalization", field="text")
         return FrontendResult(language=resolved, normalized_text=cleaned, sentences=sentences)

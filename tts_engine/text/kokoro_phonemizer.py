@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tts_engine.errors import InvalidInput, UnsupportedLanguage
 from tts_engine.text.frontend import split_sentences
 from tts_engine.text.ja_g2p import JapaneseG2P
 from tts_engine.text.kokoro_en import EnglishG2P, PhToken, join_tokens
+from tts_engine.text.pronounce import Pronunciation, kokoro_symbols, leading_punct, split_marked
 from tts_engine.text.zh_g2p import ChineseG2P
 
 __all__ = ["KokoroPhonemizer", "PhonemizedText", "MAX_PHONEMES", "LANGUAGES"]
@@ -41,6 +42,8 @@ class PhonemizedText:
     dropped: list[str]  # symbols or characters left out, each once, in order of appearance
     words: list[tuple[str, int, int]]  # (word, start, end): phonemes[start:end] is the word
     truncated: bool = field(default=False)  # phonemes were cut to MAX_PHONEMES
+    # Like ``words``, but a Chinese word split into its characters: what word timestamps time.
+    units: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 def _language(language: str) -> str:
@@ -58,7 +61,8 @@ def _language(language: str) -> str:
 # or the end, so 3.5 stays whole.
 _CJK_SENTENCE = re.compile(r"(?:[。！？；!?;]|\.(?=\s|$)|…+|\n)+[」』”’）)\"']*")
 _CJK_CLAUSE = re.compile(r"[，、,：:]")
-_SPEAKABLE = re.compile(r"[\w]")
+_SPEAKABLE = re.compile(r"[\w\ue000-\uf8ff]")  # a pronunciation placeholder is speakable
+_PLACEHOLDER = re.compile(r"[\ue000-\uf8ff]")
 
 
 def _hard_wrap(text: str, max_chars: int) -> list[str]:
@@ -118,6 +122,21 @@ def split_cjk(text: str, max_chars: int) -> list[str]:
     return [p for p in out if _SPEAKABLE.search(p)]
 
 
+def _units(tokens: list[PhToken], words: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """``words`` with each word that reads character by character split into its characters.
+    ``words`` has one entry per spoken (non-punctuation, non-empty) token, in order."""
+    spoken = [t for t in tokens if not t.punct and t.phonemes]
+    units: list[tuple[str, int, int]] = []
+    for tok, (word, start, end) in zip(spoken, words):
+        if tok.parts and sum(len(ps) for _c, ps in tok.parts) == end - start:
+            for chars, ps in tok.parts:
+                units.append((chars, start, start + len(ps)))
+                start += len(ps)
+        else:
+            units.append((word, start, end))
+    return units
+
+
 class KokoroPhonemizer:
     """Text -> Kokoro v1.0 phoneme strings and ids, for Mandarin, Japanese and English."""
 
@@ -147,8 +166,9 @@ class KokoroPhonemizer:
         """The language module's tokens before the vocabulary filter (for inspection)."""
         return self._g2p[_language(language)].tokens(text)
 
-    def phonemize(self, text: str, language: str) -> PhonemizedText:
-        """Phonemes and ids for one sentence or clause of ``text`` in ``language``."""
+    def phonemize(self, text: str, language: str, pronunciations: Sequence[Pronunciation] = ()) -> PhonemizedText:
+        """Phonemes and ids for one sentence or clause of ``text`` in ``language``; placeholders
+        in it are read as their ``pronunciations`` (text/pronounce.py)."""
         lang = _language(language)
         if not isinstance(text, str):
             raise InvalidInput("text must be a string", field="text")
@@ -157,7 +177,7 @@ class KokoroPhonemizer:
             return PhonemizedText("", [], [], [])
         dropped: list[str] = []
         kept: list[PhToken] = []
-        for tok in self._g2p[lang].tokens(text):
+        for tok in self._tokens(text, lang, pronunciations):
             # Group characters of one dropped sequence ("안녕") per code point, in order.
             good = []
             for ch in tok.phonemes:
@@ -165,7 +185,8 @@ class KokoroPhonemizer:
                     good.append(ch)
                 elif ch not in dropped:
                     dropped.append(ch)
-            kept.append(PhToken(tok.text, "".join(good), tok.punct))
+            parts = tuple((chars, "".join(c for c in ps if c in self.vocab)) for chars, ps in tok.parts)
+            kept.append(PhToken(tok.text, "".join(good), tok.punct, parts))
         phonemes, words = join_tokens(kept)
         truncated = False
         if len(phonemes) > self.max_phonemes:
@@ -173,7 +194,23 @@ class KokoroPhonemizer:
             truncated = True
             log.warning("Kokoro phonemes cut to %d symbols for text starting %r", len(phonemes), text[:40])
         ids = [self.vocab[c] for c in phonemes]
-        return PhonemizedText(phonemes, ids, dropped, words, truncated)
+        return PhonemizedText(phonemes, ids, dropped, words, truncated, _units(kept, words))
+
+    def _tokens(self, text: str, lang: str, pronunciations: Sequence[Pronunciation]) -> list[PhToken]:
+        """The G2P's tokens; with placeholders, each plain piece read on its own and each override
+        as one word of its given phonemes."""
+        if not _PLACEHOLDER.search(text):
+            return self._g2p[lang].tokens(text)
+        tokens: list[PhToken] = []
+        for piece in split_marked(text, pronunciations):
+            if isinstance(piece, str):
+                punct, rest = leading_punct(piece) if tokens else ("", piece)
+                tokens += [PhToken(mark, mark, punct=True) for mark in punct]
+                if rest.strip():
+                    tokens += self._g2p[lang].tokens(rest)
+            else:
+                tokens.append(PhToken(piece.text, kokoro_symbols(piece, lang)))
+        return tokens
 
     def _truncate(self, phonemes: str, words: list[tuple[str, int, int]]) -> tuple[str, list[tuple[str, int, int]]]:
         limit = self.max_phonemes

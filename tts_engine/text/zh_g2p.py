@@ -196,7 +196,8 @@ class ChineseG2P:
             if kind == "han":
                 for word, syllables in self._han_words(piece):
                     # A character without a reading stays as itself: dropped and reported.
-                    out.append(PhToken(word, "".join(map(_syllable_phonemes, syllables))))
+                    readings = [_syllable_phonemes(s) for s in syllables]
+                    out.append(PhToken(word, "".join(readings), parts=_character_parts(word, readings)))
             elif kind == "latin":
                 out.extend(self._latin(piece))
             elif kind == "other":
@@ -231,6 +232,16 @@ def aspirate(ps: str) -> str:
     heard as b ("API" -> "ABI", "Python" -> "bai...").
     """
     return _ASPIRABLE.sub(lambda m: m[0] + "ʰ", ps)
+
+
+def _character_parts(word: str, readings: list[str]) -> tuple[tuple[str, str], ...]:
+    """(character, its syllable's phonemes) for each character of a Han word; an erhua syllable
+    (one syllable fewer than characters) keeps its 儿 with the character before it."""
+    if len(readings) == len(word):
+        return tuple(zip(word, readings))
+    if len(readings) == len(word) - 1 and word.endswith("儿") and readings:
+        return tuple(zip(word[:-2], readings[:-1])) + ((word[-2:], readings[-1]),)
+    return ()
 
 
 def _merge_ellipses(tokens: list[PhToken]) -> list[PhToken]:
