@@ -237,5 +237,32 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
+def machine_busy_s() -> float:
+    """Busy CPU seconds of the whole machine so far (all cores; idle and iowait excluded)."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
+class CpuWatch:
+    """CPU use during a pass: cores the server's processes used, and cores everyone else used
+    (other engineers' jobs on a shared box; this load-generating process excluded)."""
+
+    def __init__(self, procs: list[psutil.Process]) -> None:
+        self.procs = procs
+        self.me = psutil.Process()
+
+    def __enter__(self) -> "CpuWatch":
+        self.t0, self.machine0 = time.perf_counter(), machine_busy_s()
+        self.server0, self.me0 = cpu_seconds(self.procs), cpu_seconds([self.me])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall = time.perf_counter() - self.t0
+        server = cpu_seconds(self.procs) - self.server0
+        me = cpu_seconds([self.me]) - self.me0
+        self.server_cores = server / wall
+        self.other_cores = max(0.0, (machine_busy_s() - self.machine0 - server - me) / wall)
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs)

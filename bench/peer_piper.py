@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import (cpu_seconds, drive, load1, piper_server, sentence_pool,  # noqa: E402
+from bench.harness import (CpuWatch, drive, load1, piper_server, sentence_pool,  # noqa: E402
                            summary, voxserve, wait_for_quiet)
 from bench.serving import machine_info, update_section  # noqa: E402
 
@@ -41,10 +41,9 @@ def bodies(texts: list[str], which: str) -> list[dict]:
 
 async def one_pass(server, which: str, texts: list[str], level: int):
     url = f"{server.base}/synthesize" if which == "piper" else f"{server.base}/v1/tts"
-    procs = server.processes()
-    cpu0, t0 = cpu_seconds(procs), time.perf_counter()
-    result = await drive(url, bodies(texts, which), level)
-    result.cores = (cpu_seconds(procs) - cpu0) / (time.perf_counter() - t0)
+    with CpuWatch(server.processes()) as cpu:
+        result = await drive(url, bodies(texts, which), level)
+    result.cores, result.others = cpu.server_cores, cpu.other_cores
     return result
 
 
@@ -58,7 +57,7 @@ async def measure(servers: dict, texts: list[str], levels: tuple[int, ...], roun
                 passes[(which, level)].append(p)
                 log(f"round {r + 1} c={level:>2} {which:>5}: {p.throughput:5.1f} audio-s/s, "
                     f"p50 {sorted(p.latencies_s)[len(p.latencies_s) // 2] * 1000:.0f} ms, "
-                    f"{p.cores:.2f} cores, load {load1():.1f}")
+                    f"{p.cores:.2f} cores, others {p.others:.2f} cores, load {load1():.1f}")
     return passes
 
 
@@ -67,10 +66,13 @@ def report(passes: dict, levels, args, meta: dict) -> str:
     for level in levels:
         ours, theirs = summary(passes[("ours", level)]), summary(passes[("piper", level)])
         cores = {w: sum(p.cores for p in passes[(w, level)]) / len(passes[(w, level)]) for w in ("ours", "piper")}
+        others = {w: sum(p.others for p in passes[(w, level)]) / len(passes[(w, level)]) for w in ("ours", "piper")}
+        per_core = {w: s["throughput"] / cores[w] for w, s in (("ours", ours), ("piper", theirs))}
         ratio = ours["throughput"] / theirs["throughput"]
         rows.append(f"| {level} | {ours['throughput']:.1f} | {theirs['throughput']:.1f} | **{ratio:.2f}x** | "
                     f"{ours['p50_ms']:.0f} / {ours['p99_ms']:.0f} | {theirs['p50_ms']:.0f} / {theirs['p99_ms']:.0f} | "
-                    f"{cores['ours']:.2f} / {cores['piper']:.2f} | {ours['errors']} / {theirs['errors']} |")
+                    f"{cores['ours']:.2f} / {cores['piper']:.2f} | {per_core['ours']:.1f} / {per_core['piper']:.1f} | "
+                    f"{others['ours']:.2f} / {others['piper']:.2f} | {ours['errors']} / {theirs['errors']} |")
         want = TARGET_MIN if level == 1 else TARGET
         lower_p99 = level == 1 or ours["p99_ms"] < theirs["p99_ms"]
         verdicts.append(f"c={level}: {ratio:.2f}x (target >= {want:g}x"
@@ -97,10 +99,12 @@ def report(passes: dict, levels, args, meta: dict) -> str:
 - Load: {len(meta['texts'])} distinct one-sentence texts (about 3 s of speech each), each sent once per pass by
   N concurrent keep-alive clients (httpx, this process, same box); {args.rounds} rounds, the order of the two
   servers alternating per level and round. audio-s/s = audio seconds returned / wall seconds, over all passes.
-  "cores" = CPU seconds of the server's processes (Ray's included) per wall second.
+  "cores" = CPU seconds of the server's processes (Ray's included) per wall second; "per core" = audio-s/s
+  per core they used; "others" = cores that other processes on the shared box (not the servers, not this
+  client) kept busy during the passes: the contention each server met.
 
-| concurrency | VoxServe audio-s/s | Piper audio-s/s | ours / Piper | VoxServe p50 / p99 ms | Piper p50 / p99 ms | cores ours / Piper | errors |
-|---:|---:|---:|---:|---:|---:|---:|---:|
+| concurrency | VoxServe audio-s/s | Piper audio-s/s | ours / Piper | VoxServe p50 / p99 ms | Piper p50 / p99 ms | cores ours / Piper | audio-s/s per core ours / Piper | others' cores ours / Piper | errors |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
 Per pass (audio-s/s): {per_pass}.

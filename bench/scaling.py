@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import drive, load1, median, sentence_pool, summary, voxserve, wait_for_quiet  # noqa: E402
+from bench.harness import (CpuWatch, drive, load1, median, sentence_pool, summary, voxserve,  # noqa: E402
+                           wait_for_quiet)
 from bench.serving import machine_info, update_section  # noqa: E402
 
 LEVELS = (1, 2, 4, 8, 16, 32)
@@ -91,9 +92,11 @@ async def level_pass(server, family: str, level: int, texts: list[str]):
     procs = server.processes()
     before, t0 = cpu_by_group(procs), time.perf_counter()
     psutil.cpu_percent()  # starts the machine-wide interval
-    result = await drive(f"{server.base}/v1/tts", bodies, level)
+    with CpuWatch(procs) as cpu:
+        result = await drive(f"{server.base}/v1/tts", bodies, level)
     wall = time.perf_counter() - t0
     machine = psutil.cpu_percent() / 100 * psutil.cpu_count()
+    result.others = cpu.other_cores
     after = cpu_by_group(server.processes())
     groups: dict[str, float] = defaultdict(float)
     replicas: dict[str, int] = defaultdict(int)
@@ -186,7 +189,8 @@ def report(results, families, levels, long, meta, args) -> str:
             rest = sum(v for k, v in g.items() if k not in ("proxy", "Ingress", "TextFrontend", f"Synthesizer-{family}"))
             rows.append(f"| {family} | {c} | {s['n']} | {s['throughput']:.1f} | {s['p50_ms']:.0f} | {s['p99_ms']:.0f} | "
                         f"{p.machine_cores:.2f} | {synth:.2f} ({n_synth}) | {g.get('proxy', 0):.2f} | "
-                        f"{g.get('Ingress', 0):.2f} | {g.get('TextFrontend', 0):.2f} | {rest:.2f} | {s['errors']} |")
+                        f"{g.get('Ingress', 0):.2f} | {g.get('TextFrontend', 0):.2f} | {rest:.2f} | {p.others:.2f} | "
+                        f"{s['errors']} |")
     long_lines = ""
     if long:
         long_lines = f"""
@@ -208,10 +212,11 @@ The paragraph's sentences are rendered side by side (one per core) inside the Sy
   wav, binary, cache off; the client (httpx) runs on the same 2 cores.
 - Cores: CPU seconds per wall second, machine-wide and per process group of the service (Synthesizer:
   replicas of the family that was driven, replica count in brackets; "Ray rest": GCS, raylet, controller,
-  the other deployments).
+  the other deployments; "other jobs": processes that are not the service's nor this client's, i.e. other
+  engineers' work on the shared box, which the service had to share the cores with).
 
-| family | clients | requests | audio-s/s | p50 ms | p99 ms | machine cores | Synthesizer | proxy | Ingress | TextFrontend | Ray rest | errors |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| family | clients | requests | audio-s/s | p50 ms | p99 ms | machine cores | Synthesizer | proxy | Ingress | TextFrontend | Ray rest | other jobs | errors |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
 ![throughput and latency vs concurrency](scaling.png)

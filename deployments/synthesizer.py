@@ -25,8 +25,6 @@ from tts_engine.settings import Settings
 
 from .options import SYNTHESIZER
 
-TRIM_EVERY_S = 1.0
-
 
 @serve.deployment(name="Synthesizer", **SYNTHESIZER)
 class Synthesizer:
@@ -93,10 +91,11 @@ class Synthesizer:
             self._release_memory()
 
     def _release_memory(self) -> None:
-        """Freed buffers back to the OS when idle, and at least every TRIM_EVERY_S under load:
-        without it a replica grows to several GB (tts_engine/models/fastpath.py, docs/BENCHMARKS.md)."""
+        """Freed buffers back to the OS when idle, and at least every ``trim_busy_interval_s`` under
+        load: without it a replica grows to several GB (tts_engine/models/fastpath.py); more often,
+        the renders after each trim fault the pages back in (issue 10: ~18% CPU if every render)."""
         now = time.monotonic()
-        if self.rendering and now - self.trimmed_at < TRIM_EVERY_S:
+        if self.rendering and now - self.trimmed_at < self.engine.settings.trim_busy_interval_s:
             return
         self.trimmed_at = now
         # In the thread pool, not awaited: the answer does not wait for the trim.

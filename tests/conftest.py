@@ -135,7 +135,6 @@ KNOWN_FAILURES = {
     "tests/test_reliability_service.py::test_stream_answers_503_when_storage_is_known_down[mp3]",
     "tests/test_reliability_service.py::test_stream_answers_503_when_storage_is_known_down[wav]",
     "tests/test_reliability_service.py::test_stream_that_loses_storage_midway_delivers_audio_and_says_so",
-    "tests/test_synthesis_service.py::test_stream_left_after_the_header_stops_the_first_render",
 }
 
 

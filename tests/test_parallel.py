@@ -8,16 +8,27 @@ import threading
 import pytest
 import torch
 
-from tts_engine.parallel import SENTENCE, STREAM, RenderPool, available_cores, cpu_budget
+from tts_engine.parallel import SENTENCE, STREAM, BusyElsewhere, RenderPool, available_cores, cpu_budget
 from tts_engine.settings import Settings
+
+
+class QuietMachine:
+    """BusyElsewhere stand-in: other processes keep ``busy`` cores busy (the real one reads /proc/stat,
+    which on a shared test box would make thread counts depend on the neighbours)."""
+
+    def __init__(self, busy: float = 0.0) -> None:
+        self.busy = busy
+
+    def cores(self) -> float:
+        return self.busy
 
 
 @pytest.fixture
 def pool():
     pools: list[RenderPool] = []
 
-    def make(cores: int, workers: int | None = None) -> RenderPool:
-        pools.append(RenderPool(cores, workers))
+    def make(cores: int, workers: int | None = None, busy: float = 0.0) -> RenderPool:
+        pools.append(RenderPool(cores, workers, busy_elsewhere=QuietMachine(busy)))
         return pools[-1]
 
     yield make
@@ -151,3 +162,41 @@ def test_jobs_can_read_their_thread_count(pool):
     p = pool(cores=2)
     assert job_threads() is None  # not a pool job
     assert asyncio.run(p.run(job_threads)) == 2
+
+
+@pytest.mark.parametrize("busy, want", [(0.0, 2), (0.25, 2), (0.6, 1), (1.0, 1), (3.0, 1)])
+def test_a_job_alone_gets_only_the_cores_others_leave_free(pool, busy, want):
+    """Two OpenMP threads with one core taken by another process are slower than one thread."""
+    p = pool(cores=2, busy=busy)
+    assert asyncio.run(p.run(torch_threads_after)) == want
+
+
+def test_busy_elsewhere_reads_proc_stat_minus_this_process(tmp_path, monkeypatch):
+    import os
+    import time as time_module
+
+    stat = tmp_path / "stat"
+    ticks = BusyElsewhere.__init__.__globals__["_CLOCK_TICKS"]
+    clock = {"t": 100.0}
+    own = {"cpu": 10.0}
+    monkeypatch.setattr(time_module, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(os, "times", lambda: os.times_result((own["cpu"], 0.0, 0.0, 0.0, 0.0)))
+
+    def write(user_s: float, idle_s: float) -> None:  # cpu  user nice system idle iowait irq softirq steal
+        stat.write_text(f"cpu  {int(user_s * ticks)} 0 0 {int(idle_s * ticks)} 0 0 0 0 0 0\ncpu0 ...\n")
+
+    write(100.0, 500.0)
+    probe = BusyElsewhere(interval_s=0.25, stat_path=str(stat))
+    # One second later: the machine was busy 1.5 CPU-seconds, 0.5 of them this process's.
+    clock["t"] += 1.0
+    own["cpu"] += 0.5
+    write(101.5, 500.5)
+    assert probe.cores() == pytest.approx(1.0, abs=0.02)
+    # Within the interval the last value is kept (no re-read).
+    write(900.0, 500.5)
+    clock["t"] += 0.1
+    assert probe.cores() == pytest.approx(1.0, abs=0.02)
+
+
+def test_busy_elsewhere_without_proc_stat_is_zero(tmp_path):
+    assert BusyElsewhere(stat_path=str(tmp_path / "missing")).cores() == 0.0

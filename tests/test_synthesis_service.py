@@ -155,32 +155,3 @@ def test_stream_upload_is_aborted_when_the_client_leaves(replicas, tmp_path):
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and ".tmp-" in p.name]
     assert leftovers == []
 
-
-def test_stream_left_after_the_header_stops_the_first_render(replicas):
-    """The first sentence starts rendering before the header is sent (issue 10); a client that
-    leaves right after the header stops it, and no later sentence is started."""
-    a, *_ = replicas
-    synth = a.synthesizers["piper"]
-    events: list[str] = []
-
-    async def slow_stream(*item):
-        events.append("started")
-        try:
-            await asyncio.sleep(5)
-            yield np.zeros(100, dtype=np.float32)
-        finally:
-            events.append("stopped")
-
-    synth.render_stream = Remote(slow_stream)
-
-    async def leave_after_header():
-        stream = await a.stream(AudioRequest(text="One. Two. Three.", options=SynthesisOptions(), format="wav"))
-        header = await stream.body.__anext__()
-        await asyncio.sleep(0.05)
-        assert events == ["started"]  # rendering while the header was on its way
-        await stream.body.aclose()
-        return header
-
-    assert asyncio.run(asyncio.wait_for(leave_after_header(), 3)).startswith(b"RIFF")
-    assert events == ["started", "stopped"]
-    assert synth.calls == 0  # later sentences never started
