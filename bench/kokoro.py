@@ -41,14 +41,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.kokoro_reference import build_float_reference, ort_session, run_reference  # noqa: E402
-from tts_engine.models.kokoro import (  # noqa: E402
+from tests.kokoro_reference import build_float_reference, ort_session, run_reference
+from tts_engine.models.kokoro import (
     KokoroModel,
     assemble_kokoro_onnx,
     load_vocab,
@@ -216,7 +215,7 @@ def main() -> None:
                 cpu0 = time.process_time()
                 if name.startswith("ort"):
                     session = ort_int8 if name == "ort-int8" else ort_float
-                    t, audio = timed(lambda: run_reference(session, ids, style.numpy()))
+                    t, audio = timed(lambda s=session, i=ids, st=style: run_reference(s, i, st.numpy()))
                     if name == "ort-int8":
                         samples.setdefault(i, audio.shape[-1])
                 else:
@@ -239,7 +238,7 @@ def main() -> None:
         times, seconds = [], 0.0
         for _ in range(max(2, rounds // 2)):
             quiet()
-            t, (feats, audio) = timed(lambda: _batch(model, tokens, lengths, styles))
+            t, (feats, _audio) = timed(lambda t=tokens, n=lengths, st=styles: _batch(model, t, n, st))
             times.append(t)
             seconds = float(feats.frames.sum()) * model.samples_per_frame / 24000
         batch_rows.append((size, statistics.median(times), seconds))
@@ -258,12 +257,12 @@ def _batch(model: KokoroModel, tokens, lengths, styles):
 def render(args, rows: dict[str, Row], audio_s: float, batch_rows, quiet: Quiet, malloc_tuned: bool) -> str:
     ort = rows["ort-int8"].median_total()
     lines = [
-        f"Measured {dt.date.today().isoformat()} on {machine()}; {args.threads} intra-op threads for "
+        (f"Measured {dt.date.today().isoformat()} on {machine()}; {args.threads} intra-op threads for "
         f"both runtimes; {len(SENTENCES)} sentences ({audio_s:.1f} s of audio), "
         f"{2 if args.quick else args.rounds} interleaved rounds, per-sentence medians. "
         f"glibc malloc tuning: {'on' if malloc_tuned else 'off'}. "
         f"Timed calls: {quiet.calls}; waited for an idle CPU before {quiet.waited}, "
-        f"ran contended anyway: {quiet.contended}.",
+        f"ran contended anyway: {quiet.contended}."),
         "",
         "Command: `PYTHONPATH=$PWD .venv/bin/python bench/kokoro.py`",
         "",
@@ -277,8 +276,8 @@ def render(args, rows: dict[str, Row], audio_s: float, batch_rows, quiet: Quiet,
                      f"{cpu:.2f} s | {cpu / ort_cpu:.2f}x |")
     ac = sum(statistics.median(a for a, _ in v) for v in rows["ours"].split.values())
     dec = sum(statistics.median(d for _, d in v) for v in rows["ours"].split.values())
-    lines += ["", f"Ours, split: acoustic {ac:.2f} s ({ac / audio_s:.3f} RTF), decode {dec:.2f} s "
-                  f"({dec / audio_s:.3f} RTF)."]
+    lines += ["", (f"Ours, split: acoustic {ac:.2f} s ({ac / audio_s:.3f} RTF), decode {dec:.2f} s "
+                  f"({dec / audio_s:.3f} RTF).")]
     if batch_rows:
         lines += ["", "| ours, padded batch | time | audio-s / s |", "|---|---:|---:|"]
         single = rows["ours"].median_total()

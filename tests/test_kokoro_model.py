@@ -47,8 +47,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from tests.kokoro_reference import build_float_reference, ort_session, run_reference_probes
 from tts_engine.models.kokoro import (
     AcousticFeatures,
     KokoroModel,
@@ -56,12 +54,18 @@ from tts_engine.models.kokoro import (
     assemble_kokoro_onnx,
     load_vocab,
     load_voice_packs,
+    ort_numerics,
     pad_tokens,
     style_for,
     tokenize,
 )
-from tts_engine.models.kokoro import ort_numerics
 from tts_engine.models.kokoro.weights import read_onnx_weights
+
+from tests.kokoro_reference import (
+    build_float_reference,
+    ort_session,
+    run_reference_probes,
+)
 
 CACHE = Path(os.environ.get("VOXSERVE_CACHE", Path.home() / ".cache" / "voxserve"))
 

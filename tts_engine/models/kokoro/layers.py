@@ -205,7 +205,7 @@ class BiLSTM(nn.LSTM):
         return out
 
     def _recur(self, proj: Tensor, w_hh: Tensor, h: Tensor, c: Tensor, out: Tensor, valid: Tensor | None) -> None:
-        b, t, _ = proj.shape
+        _b, t, _ = proj.shape
         h_size = self.hidden_size
         for step in range(t):
             back = t - 1 - step

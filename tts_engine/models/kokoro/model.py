@@ -8,7 +8,8 @@ Two stages, like our VITS engine:
 
 ``tokens`` are the model's input ids *including* the boundary 0 at both ends (see
 ``voices.pad_tokens``); ``lengths`` count those pads. A padded batch returns, per item, what a
-single run returns (see ``layers.py``); ``decode_stream`` cuts one item's audio into chunks.
+single run returns (the acoustic stage runs item by item by default, the decoder masks each
+item's padding; see ``layers.py``); ``decode_stream`` yields one item's audio in chunks.
 """
 
 from __future__ import annotations
@@ -103,13 +104,14 @@ class KokoroModel(nn.Module):
         return model.eval()
 
     def quantize_dynamic(self) -> KokoroModel:
-        """CPU speed lever: int8 dynamic quantization (torch.ao) of PL-BERT's and its projection's
-        Linear layers, the bulk of the acoustic stage's matrix products (in place; returns self).
+        """Int8 dynamic quantization (torch.ao) of PL-BERT's and its projection's Linear layers,
+        the bulk of the acoustic stage's matrix products (in place; returns self). CPU only.
 
-        The decoder, which dominates decoding time, is convolutional and stays float32 (torch's
-        dynamic quantization covers Linear/LSTM only), as do the LSTMs (our own recurrence) and
-        the tiny style projections. Durations can change where a phoneme's predicted length sits
-        near a rounding boundary; see docs/BENCHMARKS.md for the measured effect.
+        Measured, it is not worth using: the acoustic stage is ~10 % of the time, the decoder
+        (convolutional; torch's dynamic quantization covers Linear/LSTM only) stays float32, and
+        the int8 PL-BERT moves some durations by a frame, as ONNX Runtime's int8 graph does
+        (docs/BENCHMARKS.md). ``set_decoder_dtype(torch.bfloat16)`` is the effective CPU lever.
+        torch.ao.quantization is deprecated upstream.
         """
         from torch.ao.quantization import quantize_dynamic
 
@@ -129,10 +131,11 @@ class KokoroModel(nn.Module):
         """tokens [B, N] (0-padded beyond ``lengths``), styles [B, 256], speed float or [B].
 
         By default the items of a batch run one at a time (each on its own length) and are then
-        padded together: every item's features are then bit-identical to a single run's, which
-        matters because the harmonic source turns last-bit differences of F0 into audible-scale
-        (if inaudible) sample differences. ``batched=True`` runs one padded, masked pass instead
-        (fewer, larger ops: faster on a GPU); its features equal single runs' to float rounding.
+        padded together, so every item's features are bit-identical to a single run's. That
+        matters: the harmonic source turns last-bit differences of F0 into sample differences of
+        up to ~0.1 (~0.1 dB log-mel, see tests/test_kokoro_model.py). ``batched=True`` runs one
+        padded, masked pass instead (fewer, larger ops: faster on a GPU); its features equal
+        single runs' to float rounding only.
 
         On the CPU this stage runs on one intra-op thread: its ops are small (tens to hundreds of
         tokens or frames) and gain little from a second thread, while on a shared 2-core machine
@@ -154,7 +157,7 @@ class KokoroModel(nn.Module):
         return _stack(items, n)
 
     def _acoustic(self, tokens: Tensor, lengths: Tensor, styles: Tensor, speed: Tensor) -> AcousticFeatures:
-        b, n = tokens.shape
+        _b, n = tokens.shape
         ragged = bool((lengths < n).any())
         lens = lengths if ragged else None
         token_mask = sequence_mask(lengths, n) if ragged else None
