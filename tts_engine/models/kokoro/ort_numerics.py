@@ -115,8 +115,10 @@ class _Bluestein:
             size *= 2
         return re, im
 
-    @lru_cache(maxsize=8)
     def tensors(self, device: torch.device) -> dict[str, Tensor]:
+        return _bluestein_tensors(self.n, device)
+
+    def _tensors(self, device: torch.device) -> dict[str, Tensor]:
         t = {
             "chirp": torch.from_numpy(self.chirp.T.copy()),  # [2, n]
             "b_fft": torch.from_numpy(self.b_fft.copy()),  # [2, m]
@@ -131,6 +133,11 @@ class _Bluestein:
 @lru_cache(maxsize=4)
 def _bluestein(n: int) -> _Bluestein:
     return _Bluestein(n)
+
+
+@lru_cache(maxsize=8)
+def _bluestein_tensors(n: int, device: torch.device) -> dict[str, Tensor]:
+    return _bluestein(n)._tensors(device)
 
 
 def _cmul(ar: Tensor, ai: Tensor, br: Tensor, bi: Tensor) -> tuple[Tensor, Tensor]:

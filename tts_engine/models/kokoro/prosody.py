@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import AdaLayerNorm, AdainResBlk1d, BiLSTM, NormStats, masked
+from .layers import AdainResBlk1d, AdaLayerNorm, BiLSTM, NormStats, masked
 
 
 class DurationEncoder(nn.Module):

@@ -7,9 +7,9 @@ condition the decoder (timbre), the last 128 the prosody predictor.
 
 from __future__ import annotations
 
-import importlib.resources as resources
 import json
 from collections.abc import Sequence
+from importlib import resources
 
 import numpy as np
 import torch

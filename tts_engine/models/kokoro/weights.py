@@ -150,7 +150,7 @@ class _Reader:
         x_scale = self.producer[a_q].output[1]
         cast = self.consumers[node.output[0]][0][0]
         mul = self.consumers[cast.output[0]][0][0]
-        scales_out = [n for n in mul.input if n != cast.output[0]][0]
+        scales_out = next(n for n in mul.input if n != cast.output[0])
         w_scale = self.activation_scale_partner(scales_out, x_scale)
         key = param_key(w_q.removesuffix("_quantized"))
         if key is None:  # anonymous (onnx::MatMul_*): named after its first consumer
@@ -165,13 +165,13 @@ class _Reader:
         x_scale = self.producer[a_q].output[1]
         nxt = self.consumers[node.output[0]][0][0]
         if nxt.op_type == "Add":  # bias path: Div(bias, x_scale * w_scale) -> Floor -> Cast -> Reshape
-            reshape = self.producer[[n for n in nxt.input if n != node.output[0]][0]]
+            reshape = self.producer[next(n for n in nxt.input if n != node.output[0])]
             div = self.producer[self.producer[self.producer[reshape.input[0]].input[0]].input[0]]
             bias, scales_out = div.input
             self.put(module_path(node.name) + ".bias", self.arrays[bias], bias)
         else:
             mul = self.consumers[nxt.output[0]][0][0]
-            scales_out = [n for n in mul.input if n != nxt.output[0]][0]
+            scales_out = next(n for n in mul.input if n != nxt.output[0])
         w_scale = self.activation_scale_partner(scales_out, x_scale)
         w = _dequantize(self.arrays[w_q], self.arrays[w_zp], self.arrays[w_scale], axis=0)
         self.put(module_path(node.name) + ".weight", w, w_q, w_zp, w_scale)
@@ -257,10 +257,10 @@ def _float_initializers(r: _Reader) -> None:
         elif _SNAKE_RECIPROCAL.search(name):
             # Snake's 1/alpha, constant-folded: Mul(recip, Pow(Sin(Mul(alpha, x)), 2)).
             node, _ = consumers[0]
-            pow_node = r.producer[[n for n in node.input if n != name][0]]
+            pow_node = r.producer[next(n for n in node.input if n != name)]
             sin_node = r.producer[pow_node.input[0]]
             alpha_mul = r.producer[sin_node.input[0]]
-            alpha = [n for n in alpha_mul.input if n in r.arrays][0]
+            alpha = next(n for n in alpha_mul.input if n in r.arrays)
             key = param_key(alpha)
             r.put(key.replace(".alpha", ".inv_alpha"), value, name)
         elif any(node.op_type in ("Conv", "ConvTranspose") and k == 1 for node, k in consumers):
