@@ -81,8 +81,12 @@ def _arm(protocol, seconds: float) -> None:
 
     def check() -> None:
         transport = protocol.transport
-        if getattr(protocol, "cycle", None) is expected and transport is not None and not transport.is_closing():
-            transport.close()
+        if transport is None or transport.is_closing() or getattr(protocol, "cycle", None) is not expected:
+            return
+        # An upgraded connection (a WebSocket) belongs to another protocol now: not ours to close.
+        if transport.get_protocol() is not protocol:
+            return
+        transport.close()
 
     protocol.loop.call_later(seconds, check)
 

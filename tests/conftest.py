@@ -117,29 +117,3 @@ def service(tmp_path_factory):
             serve.shutdown()
             ray.shutdown()
             state["proxy"].stop()
-
-
-# ---------------------------------------------------------------------- known failures (temporary)
-# These failed on the final tree of the 2026-11-30 session, after the issue 9/10/13/14 branches were
-# merged at its very end; there was no time left to fix them. They are marked here, in one place,
-# so the rest of the suite guards the tree meanwhile: each one is an open defect in the session
-# note, and this list is to be emptied by fixing them, not extended.
-KNOWN_FAILURES = {
-    "tests/test_compat_cosyvoice.py::test_bundled_client_defaults_in_chinese",
-    "tests/test_compat_gptsovits.py::test_article_snippets_as_written_in_chinese",
-    "tests/test_fuzz.py::test_every_operation_of_the_openapi_spec",
-    "tests/test_matching_service.py::test_on_the_fly_reference_is_fitted_once_per_clip",
-    "tests/test_realtime.py::test_a_client_that_reads_nothing_is_bounded_then_closed",
-    "tests/test_reliability_service.py::test_killed_synthesizer_replica_gives_no_500",
-    "tests/test_reliability_service.py::test_overload_inside_the_service_is_json",
-    "tests/test_reliability_service.py::test_stream_answers_503_when_storage_is_known_down[mp3]",
-    "tests/test_reliability_service.py::test_stream_answers_503_when_storage_is_known_down[wav]",
-    "tests/test_reliability_service.py::test_stream_that_loses_storage_midway_delivers_audio_and_says_so",
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.nodeid in KNOWN_FAILURES:
-            item.add_marker(pytest.mark.xfail(reason="known failure after the end-of-session merge; see the "
-                                                     "session note", strict=False))

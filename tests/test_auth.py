@@ -164,6 +164,20 @@ def test_token_endpoint_errors(auth_app, http, data, status, error):
     assert resp.json()["error"] == error and resp.json()["error_description"]
 
 
+def test_token_endpoint_body_errors_keep_oauths_shape(auth_app, http):
+    big = http.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": "x" * 20000})
+    assert big.status_code == 413 and big.json()["error"] == "invalid_request", big.text
+    assert "16384" in big.json()["error_description"] or "16 KiB" in big.json()["error_description"]
+    bad = http.post("/oauth/token", content=b"grant_type=\xff\xfe",
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert 400 <= bad.status_code < 500 and bad.json()["error"] == "invalid_request", bad.text
+
+
+def test_token_endpoint_is_404_in_oauths_shape_when_auth_is_off(service):
+    resp = httpx.post(service["base"] + "/local/oauth/token", data={"grant_type": "client_credentials"})
+    assert resp.status_code == 404 and resp.json()["error"] == "invalid_request"
+
+
 def test_openai_sdk_with_an_api_key(auth_app):
     from openai import AuthenticationError, OpenAI
 

@@ -201,3 +201,17 @@ def test_protocol_is_documented_beside_the_openapi_docs(service):
     assert doc.status_code == 200 and "sentence_start" in doc.text and "1008" in doc.text
     spec = httpx.get(service["base"] + "/openapi.json").json()
     assert "sentence_start" in spec["paths"]["/v1/tts/ws"]["get"]["description"]
+
+
+def test_a_session_outlives_the_proxys_request_head_deadline(service):
+    """The proxy closes connections that send no request head within header_timeout_s; a WebSocket
+    has sent its head (the upgrade) and must not be cut when that deadline passes."""
+    import os
+
+    with connect(ws_url(service), open_timeout=30) as ws:
+        send(ws, type="config")
+        events_until(ws, "ready")
+        time.sleep(float(os.environ["VOXSERVE_HEADER_TIMEOUT_S"]) + 2)
+        send(ws, type="text", text="Still connected after the deadline.")
+        send(ws, type="close")
+        assert events_until(ws, "done")[0][-1]["sentences"] == 1

@@ -16,6 +16,9 @@ from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from tts_engine.errors import VoxServeError
 
 from ..context import Services, get_services
 from ..http_io import content_type_of, read_form
@@ -24,6 +27,32 @@ router = APIRouter(tags=["auth"])
 
 MAX_FORM_BYTES = 16 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class OAuthError(BaseModel):
+    """RFC 6749 5.2's error body (not VoxServe's own error shape: OAuth clients parse this one)."""
+    error: str
+    error_description: str
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+
+
+def _oauth_response(description: str) -> dict:
+    return {"model": OAuthError, "description": description}
+
+
+TOKEN_RESPONSES: dict[int | str, dict] = {
+    200: {"model": TokenResponse, "description": "An access token (RFC 6749 5.1)"},
+    400: _oauth_response("invalid_request, unsupported_grant_type or invalid_scope"),
+    401: _oauth_response("invalid_client"),
+    404: _oauth_response("auth is off on this server: no tokens are issued"),
+    413: _oauth_response("the form is over 16 KiB"),
+}
 
 
 def oauth_error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -44,7 +73,7 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-@router.post("/oauth/token", responses={200: {"description": "access_token, token_type, expires_in, scope"}})
+@router.post("/oauth/token", responses=TOKEN_RESPONSES)
 async def token(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
     """Client credentials grant (form: grant_type=client_credentials, client_id, client_secret[, scope];
     or the client's id and secret as HTTP Basic). The token is valid for ``token_ttl_s`` (2 h)."""
@@ -52,7 +81,10 @@ async def token(request: Request, services: Services = Depends(get_services)) ->
         return oauth_error(404, "invalid_request", "auth is off on this server: no tokens are needed")
     if content_type_of(request) != "application/x-www-form-urlencoded":
         return oauth_error(400, "invalid_request", "send application/x-www-form-urlencoded")
-    fields, _ = await read_form(request, MAX_FORM_BYTES)
+    try:
+        fields, _ = await read_form(request, MAX_FORM_BYTES)
+    except VoxServeError as exc:  # too big or not decodable: still in OAuth's shape
+        return oauth_error(exc.status if exc.status < 500 else 400, "invalid_request", exc.message)
     grant = fields.get("grant_type")
     if not grant:
         return oauth_error(400, "invalid_request", "grant_type is required")
