@@ -13,6 +13,7 @@ from .schemas import ErrorBody, TTSRequest
 
 _DESCRIPTIONS = {
     400: "Malformed body (JSON, multipart) or a forbidden path",
+    403: "Not allowed on this server (the message says what to use instead)",
     404: "Unknown voice, key or route",
     409: "Voice still processing, or a per-owner limit reached",
     413: "Body, upload, text or its synthesized length over the limit (the message names it)",
@@ -22,11 +23,12 @@ _DESCRIPTIONS = {
 }
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict]:
-    """``responses=`` entries for the given statuses, each with the ErrorBody schema."""
+def error_responses(*statuses: int, model: type = ErrorBody) -> dict[int | str, dict]:
+    """``responses=`` entries for the given statuses, each with the ErrorBody schema (or an
+    adapter's own error ``model``)."""
     out: dict[int | str, dict] = {}
     for status in statuses:
-        entry: dict = {"model": ErrorBody, "description": _DESCRIPTIONS[status]}
+        entry: dict = {"model": model, "description": _DESCRIPTIONS[status]}
         if status == 503:
             entry["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds"}}
         out[status] = entry

@@ -101,15 +101,18 @@ def test_register_rejects_a_language_no_voice_speaks(http, deep_wav):
 
 
 def test_on_the_fly_reference_is_fitted_once_per_clip(http, deep_wav):
+    # A clip no earlier test sent (its own content hash), so the first request must fit it.
+    clip = encode(np.concatenate([speaker_clip("deep", 4), speaker_clip("deep", 2)]), SR, "wav")
+    assert clip != deep_wav
     fields = {"text": "On the fly voice matching.", "voice": "kokoro/jf_alpha", "response": "url", "cache": "false"}
     before = http.get("/v1/stats").json()["speaker_cache"]
     t0 = time.perf_counter()
-    first = http.post("/v1/tts", data=fields, files={"reference_audio": ("r.wav", deep_wav)})
+    first = http.post("/v1/tts", data=fields, files={"reference_audio": ("r.wav", clip)})
     first_s = time.perf_counter() - t0
     assert first.status_code == 200, first.text
     t0 = time.perf_counter()
     second = http.post("/v1/tts", data={**fields, "text": "The same clip again."},
-                       files={"reference_audio": ("r.wav", deep_wav)})
+                       files={"reference_audio": ("r.wav", clip)})
     second_s = time.perf_counter() - t0
     assert second.status_code == 200, second.text
     after = http.get("/v1/stats").json()["speaker_cache"]

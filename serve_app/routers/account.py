@@ -8,11 +8,12 @@ from tts_engine.errors import NotFound
 
 from ..auth import principal_of
 from ..context import Services, get_services
+from ..openapi import error_responses
 
 router = APIRouter(tags=["account"])
 
 
-@router.get("/v1/usage")
+@router.get("/v1/usage", responses=error_responses(404))
 async def usage(request: Request, days: int = Query(7, ge=1, le=366),
                 services: Services = Depends(get_services)) -> dict:
     """Your tenant's usage by UTC day, newest first: requests, characters, audio seconds delivered,

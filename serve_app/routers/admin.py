@@ -1,8 +1,8 @@
 """Operations: liveness, readiness, per-replica stats, and local-store media."""
 
 import asyncio
-import logging
 import email.utils
+import logging
 import time
 
 from fastapi import APIRouter, Depends

@@ -15,9 +15,11 @@ from tts_engine.errors import NotFound
 
 from ..context import Services, get_services
 from ..http_io import read_model
+from ..openapi import error_responses
 from ..openapi import json_body as body_schema
 
-router = APIRouter(tags=["admin"])
+# Every route answers 404 where auth is off (there are no clients then).
+router = APIRouter(tags=["admin"], responses=error_responses(404))
 
 
 class ClientCreate(BaseModel):

@@ -33,12 +33,13 @@ from ..adapter_io import rechunked
 from ..auth.principal import principal_of
 from ..context import Services, get_services
 from ..http_io import read_audio_upload, read_model, validated
+from ..openapi import SYNTHESIS_ERRORS
 from ..openapi import json_body as body_schema
 from ..responses import streaming_response
 from ..schemas import TTSRequest
 from .voices import register
 
-router = APIRouter(tags=["cloud API"])
+router = APIRouter(tags=["cloud API"], responses=SYNTHESIS_ERRORS)
 
 # DSP-only registration has no finer progress than "running" (0.5); a voice-matching job reports
 # its own (issue 13).

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
 
 from tts_engine.errors import InvalidInput, PayloadTooLarge
 from tts_engine.text.instructions import Instruction, read_instruction
@@ -29,6 +30,7 @@ from tts_engine.text.instructions import Instruction, read_instruction
 from ..adapter_errors import Problem, adapter_route
 from ..adapter_io import header_list, read_params
 from ..context import Services, get_services
+from ..openapi import error_responses
 from ..responses import streaming_response
 from ..schemas import TTSRequest
 
@@ -48,7 +50,13 @@ def render_error(problem: Problem) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=problem.status, headers=problem.headers)
 
 
-router = APIRouter(tags=["cosyvoice"], route_class=adapter_route(render_error))
+class UpstreamError(BaseModel):
+    """FastAPI's error body, as CosyVoice's server answers: a message or a list of field errors."""
+    detail: str | list[dict]
+
+
+router = APIRouter(tags=["cosyvoice"], route_class=adapter_route(render_error),
+                   responses=error_responses(400, 404, 409, 413, 415, 422, 503, model=UpstreamError))
 
 
 class Form:

@@ -32,6 +32,7 @@ from ..adapter_errors import Problem, adapter_route
 from ..adapter_io import header_list, read_params
 from ..context import Services, get_services
 from ..http_io import validated
+from ..openapi import error_responses
 from ..responses import streaming_response
 from ..schemas import TTSRequest
 from ..synthesis import AudioRequest
@@ -101,7 +102,14 @@ def render_error(problem: Problem) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=problem.headers)
 
 
-router = APIRouter(tags=["gpt-sovits"], route_class=adapter_route(render_error))
+class UpstreamError(BaseModel):
+    """api_v2's error body."""
+    message: str
+    Exception: str
+
+
+router = APIRouter(tags=["gpt-sovits"], route_class=adapter_route(render_error),
+                   responses=error_responses(400, 403, 413, 415, 503, model=UpstreamError))
 
 
 @router.get("/tts")

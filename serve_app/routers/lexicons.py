@@ -16,10 +16,11 @@ from tts_engine.errors import InvalidInput
 
 from ..context import Services, get_services
 from ..http_io import read_limited_body
+from ..openapi import error_responses
 from ..openapi import json_body as body_schema
 from ..tenancy import tenant_of
 
-router = APIRouter(tags=["lexicons"])
+router = APIRouter(tags=["lexicons"], responses=error_responses(404, 413, 415, 422))
 MAX_LEXICON_BODY = 8 << 20
 
 

@@ -8,13 +8,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from tts_engine.audio import encoders
 from tts_engine.errors import BadRequest
 
+from .. import composite, timed
 from ..context import Services, get_services
 from ..http_io import FORM_TYPES, content_type_of, read_form, read_model, validated
 from ..openapi import SYNTHESIS_ERRORS, tts_body
-from .. import composite, timed
 from ..responses import audio_response, sse_of, streaming_response
-from ..speech_input import SpeechPlan, plan_speech, warning_header
 from ..schemas import TTSRequest, TTSResponse
+from ..speech_input import SpeechPlan, plan_speech, warning_header
 
 router = APIRouter(tags=["synthesis"])
 
