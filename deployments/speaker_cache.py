@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 from ray import serve
@@ -43,7 +44,7 @@ class SpeakerEmbeddingCache:
         self.registry = VoiceRegistry(self.store)
         self.encoder = SpeakerEncoder()
         self.entries: OrderedDict[tuple[str, str], Reference] = OrderedDict()   # (tenant, hash)
-        self.inflight: dict[tuple[str, str], asyncio.Future[Reference]] = {}
+        self.inflight: dict[tuple, asyncio.Future] = {}   # analyses and fits being computed
         self.counts = {"hit": 0, "miss": 0}
         self.lookups = Counter("voxserve_speaker_cache", description="Speaker-embedding cache lookups",
                                tag_keys=("result",))
@@ -52,24 +53,7 @@ class SpeakerEmbeddingCache:
     async def analyze(self, data: bytes, tenant: str = DEFAULT_TENANT) -> Reference:
         """Embedding + voice profile of a clip, computed at most once per tenant and content hash."""
         key = (tenant, content_hash(data))
-        if key in self.entries:
-            self.entries.move_to_end(key)
-            return self._count("hit", self.entries[key])
-        if key in self.inflight:
-            return self._count("hit", await asyncio.shield(self.inflight[key]))
-        future = asyncio.get_running_loop().create_future()
-        self.inflight[key] = future
-        try:
-            reference, from_store = await asyncio.to_thread(self._load_or_compute, key, data)
-            self._remember(key, reference)
-            future.set_result(reference)
-            return self._count("hit" if from_store else "miss", reference)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        finally:
-            self.inflight.pop(key, None)
+        return await self._once(self.entries, key, lambda: asyncio.to_thread(self._load_or_compute, key, data))
 
     def _load_or_compute(self, key: tuple[str, str], data: bytes) -> tuple[Reference, bool]:
         tenant, digest = key
@@ -82,17 +66,6 @@ class SpeakerEmbeddingCache:
         self.store.put(path, reference.to_json(), "application/json")
         return reference, False
 
-    def _remember(self, key: tuple[str, str], reference: Reference) -> None:
-        self.entries[key] = reference
-        self.entries.move_to_end(key)
-        while len(self.entries) > self.settings.speaker_cache_size:
-            self.entries.popitem(last=False)
-
-    def _count(self, result: str, reference: Reference) -> Reference:
-        self.counts[result] += 1
-        self.lookups.inc(tags={"result": result})
-        return reference
-
     async def match(self, data: bytes, tenant: str = DEFAULT_TENANT,
                     methods: tuple[str, ...] = ("kokoro-style", "kokoro-style+dsp")) -> MatchReport:
         """A short voice-matching fit of an on-the-fly reference, at most once per tenant, clip
@@ -100,31 +73,46 @@ class SpeakerEmbeddingCache:
         if self.matcher is None:
             raise VoxServeError("voice matching is not served here", field="reference_audio")
         key = (tenant, content_hash(data), methods)
-        if key in self.matches:
-            self.matches.move_to_end(key)
-            return self._count("hit", self.matches[key])
+        tag = "-".join(m.replace("+", "_") for m in methods)  # store keys allow [A-Za-z0-9._/-]
+        path = f"tenants/{tenant}/matches/{key[1]}.{tag}.json"
+
+        async def load_or_fit() -> tuple[MatchReport, bool]:
+            report, from_store = await asyncio.to_thread(self._stored_match, path)
+            if report is None:
+                report = MatchReport.from_json(await self.matcher.quick.remote(data, methods))
+                await asyncio.to_thread(self.store.put, path, report.to_json(), "application/json")
+            return report, from_store
+
+        return await self._once(self.matches, key, load_or_fit)
+
+    async def _once(self, lru: OrderedDict, key: tuple, load: Callable[[], Awaitable[tuple[object, bool]]]):
+        """``lru[key]``, else the one in-flight load of it (concurrent callers share it), else
+        ``load()`` -> (value, from_store); counted as a hit unless it had to be computed."""
+        if key in lru:
+            lru.move_to_end(key)
+            return self._count("hit", lru[key])
         if key in self.inflight:
             return self._count("hit", await asyncio.shield(self.inflight[key]))
         future = asyncio.get_running_loop().create_future()
         self.inflight[key] = future
         try:
-            tag = "-".join(m.replace("+", "_") for m in methods)  # store keys allow [A-Za-z0-9._/-]
-            path = f"tenants/{tenant}/matches/{key[1]}.{tag}.json"
-            report, from_store = await asyncio.to_thread(self._stored_match, path)
-            if report is None:
-                report = MatchReport.from_json(await self.matcher.quick.remote(data, methods))
-                await asyncio.to_thread(self.store.put, path, report.to_json(), "application/json")
-            self.matches[key] = report
-            while len(self.matches) > self.settings.speaker_cache_size:
-                self.matches.popitem(last=False)
-            future.set_result(report)
-            return self._count("hit" if from_store else "miss", report)
+            value, from_store = await load()
+            lru[key] = value
+            while len(lru) > self.settings.speaker_cache_size:
+                lru.popitem(last=False)
+            future.set_result(value)
+            return self._count("hit" if from_store else "miss", value)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()
             raise
         finally:
             self.inflight.pop(key, None)
+
+    def _count(self, result: str, value):
+        self.counts[result] += 1
+        self.lookups.inc(tags={"result": result})
+        return value
 
     def _stored_match(self, path: str) -> tuple[MatchReport | None, bool]:
         try:
@@ -153,7 +141,7 @@ class SpeakerEmbeddingCache:
             return "deleted"  # removed while processing
         except VoxServeError as exc:
             record.status, record.reason = "failed", exc.message
-        except Exception as exc:  # noqa: BLE001 - a job failure is reported on the voice, not raised
+        except Exception:  # noqa: BLE001 - a job failure is reported on the voice, not raised
             log.exception("voice registration %s failed", voice_id)
             record.status, record.reason = "failed", "analysis failed"  # the cause is logged, not shown
         try:
