@@ -22,6 +22,12 @@ class QuietMachine:
     def cores(self) -> float:
         return self.busy
 
+    def mark(self) -> None:
+        return None
+
+    def settle(self, start: None) -> None:
+        pass
+
 
 @pytest.fixture
 def pool():
@@ -171,7 +177,7 @@ def test_a_job_alone_gets_only_the_cores_others_leave_free(pool, busy, want):
     assert asyncio.run(p.run(torch_threads_after)) == want
 
 
-def test_busy_elsewhere_reads_proc_stat_minus_this_process(tmp_path, monkeypatch):
+def test_busy_elsewhere_measures_other_processes_during_renders(tmp_path, monkeypatch):
     import os
     import time as time_module
 
@@ -186,16 +192,26 @@ def test_busy_elsewhere_reads_proc_stat_minus_this_process(tmp_path, monkeypatch
         stat.write_text(f"cpu  {int(user_s * ticks)} 0 0 {int(idle_s * ticks)} 0 0 0 0 0 0\ncpu0 ...\n")
 
     write(100.0, 500.0)
-    probe = BusyElsewhere(interval_s=0.25, stat_path=str(stat))
-    # One second later: the machine was busy 1.5 CPU-seconds, 0.5 of them this process's.
+    probe = BusyElsewhere(stat_path=str(stat))
+    assert probe.cores() == 0.0
+    # A one-second render: the machine was busy 1.5 CPU-seconds, 0.5 of them this process's.
+    start = probe.mark()
     clock["t"] += 1.0
     own["cpu"] += 0.5
     write(101.5, 500.5)
-    assert probe.cores() == pytest.approx(1.0, abs=0.02)
-    # Within the interval the last value is kept (no re-read).
-    write(900.0, 500.5)
-    clock["t"] += 0.1
-    assert probe.cores() == pytest.approx(1.0, abs=0.02)
+    probe.settle(start)
+    assert probe.cores() == pytest.approx(0.5, abs=0.02)   # smoothed: half of the 1.0 seen
+    # Busy time between renders (the service's own pipeline, the client) is not counted.
+    write(150.0, 500.5)
+    clock["t"] += 5.0
+    assert probe.cores() == pytest.approx(0.5, abs=0.02)
+    # A render during which nothing else ran brings the estimate down.
+    start = probe.mark()
+    clock["t"] += 1.0
+    own["cpu"] += 2.0
+    write(152.0, 500.5)
+    probe.settle(start)
+    assert probe.cores() == pytest.approx(0.25, abs=0.02)
 
 
 def test_busy_elsewhere_without_proc_stat_is_zero(tmp_path):

@@ -86,19 +86,27 @@ def cpu_budget(torch_threads: int | None) -> int:
 
 
 class BusyElsewhere:
-    """Cores that other processes kept busy lately: /proc/stat's busy time minus this process's own.
+    """Cores that other processes kept busy while this process rendered: /proc/stat's busy time
+    minus this process's own, over each render's own window, smoothed.
 
     Why: OpenMP threads wait for each other at every parallel op, so a two-thread render on a box
     where another process holds one core runs *slower* than on one thread (measured on the 2-core
     VM with one core taken: 1.6-2.4 s instead of 0.34 s for one sentence). A render only gets the
-    threads for cores that are actually free. Read at most every ``interval_s``; 0.0 off Linux."""
+    threads for cores that are actually free.
+    Why over the render windows: between two requests the service's other processes (proxy,
+    ingress, the client) are busy by design, and do not compete with the next render; a rolling
+    window over all time made a lone request at concurrency 1 render on one thread (issue 10).
+    0.0 off Linux."""
 
-    def __init__(self, interval_s: float = 0.25, stat_path: str = "/proc/stat") -> None:
-        self.interval_s, self.stat_path = interval_s, stat_path
-        self._last = self._sample()
+    SMOOTHING = 0.5      # weight of the newest window
+    MIN_WINDOW_S = 0.05  # shorter renders say too little
+
+    def __init__(self, stat_path: str = "/proc/stat") -> None:
+        self.stat_path = stat_path
         self.value = 0.0
+        self._lock = threading.Lock()
 
-    def _sample(self) -> tuple[float, float, float] | None:
+    def mark(self) -> tuple[float, float, float] | None:
         """(monotonic time, busy CPU seconds of the whole machine, CPU seconds of this process)."""
         try:
             with open(self.stat_path) as f:
@@ -109,17 +117,17 @@ class BusyElsewhere:
         own = os.times()
         return time.monotonic(), (sum(fields[:8]) - idle) / _CLOCK_TICKS, own.user + own.system
 
+    def settle(self, start: tuple[float, float, float] | None) -> None:
+        """Fold the window since ``start`` (a render's) into the estimate."""
+        end = self.mark() if start is not None else None
+        if end is None or end[0] - start[0] < self.MIN_WINDOW_S:
+            return
+        others = max(0.0, ((end[1] - start[1]) - (end[2] - start[2])) / (end[0] - start[0]))
+        with self._lock:
+            self.value += self.SMOOTHING * (others - self.value)
+
     def cores(self) -> float:
-        """Busy cores of other processes over the last interval (updated when it is older)."""
-        if self._last is None:
-            return 0.0
-        now = time.monotonic()
-        if now - self._last[0] >= self.interval_s:
-            current = self._sample()
-            if current is not None:
-                elapsed = current[0] - self._last[0]
-                others = (current[1] - self._last[1]) - (current[2] - self._last[2])
-                self.value, self._last = max(0.0, others / elapsed), current
+        """Busy cores of other processes during recent renders."""
         return self.value
 
 
@@ -138,6 +146,10 @@ class RenderPool:
         self._queue: list[tuple[int, int, Future, Callable[..., Any], tuple]] = []
         self._order = itertools.count()
         self._cond = threading.Condition()
+        # Idle workers, the most recently busy last: a job goes to the worker whose OpenMP team
+        # ran last. Handing it to another worker's team (Condition.notify wakes the longest
+        # waiter) cost ~40 ms per sentence at concurrency 1 while the old team still spun.
+        self._idle: list[threading.Condition] = []
         self._running = 0
         self._closed = False
         self.threads_used: Counter[int] = Counter()   # torch threads per job -> jobs
@@ -155,7 +167,8 @@ class RenderPool:
             if self._closed:
                 raise RuntimeError("render pool is shut down")
             heapq.heappush(self._queue, (priority, next(self._order), future, fn, args))
-            self._cond.notify()
+            if self._idle:
+                self._idle.pop().notify()
         return future
 
     async def run(self, fn: Callable[..., T], *args: Any, priority: int = SENTENCE) -> T:
@@ -174,10 +187,14 @@ class RenderPool:
         # torch fixes a thread's OpenMP team size on its first parallel op, from the last count any
         # thread set; doing that now keeps a later first op from undoing this worker's own setting.
         current = torch.get_num_threads()
+        wake = threading.Condition(self._cond)   # this worker's own, over the pool's lock
         while True:
             with self._cond:
                 while not self._queue and not self._closed:
-                    self._cond.wait()
+                    self._idle.append(wake)
+                    wake.wait()
+                    if wake in self._idle:   # woken by shutdown, not handed a job
+                        self._idle.remove(wake)
                 if not self._queue:
                     return
                 _, _, future, fn, args = heapq.heappop(self._queue)
@@ -191,13 +208,20 @@ class RenderPool:
                 torch.set_num_threads(threads)  # this worker thread's OpenMP team only
                 current = threads
             _job.threads = threads
+            window = self.busy_elsewhere.mark()
+            result, error = None, None
             try:
-                future.set_result(fn(*args))
+                result = fn(*args)
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
-                future.set_exception(exc)
-            finally:
-                with self._cond:
-                    self._running -= 1
+                error = exc
+            self.busy_elsewhere.settle(window)
+            # Counted out before the caller wakes: its next job must not see this one as running.
+            with self._cond:
+                self._running -= 1
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
 
     def _threads_for(self, running: int, waiting: int) -> int:
         """Threads for a job starting now: the cores split over the jobs that will share them, and
@@ -219,4 +243,6 @@ class RenderPool:
         """Stop taking jobs; workers finish what is queued, then exit."""
         with self._cond:
             self._closed = True
-            self._cond.notify_all()
+            for wake in self._idle:
+                wake.notify()
+            self._idle.clear()

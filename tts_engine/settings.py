@@ -166,7 +166,7 @@ class Settings(BaseSettings):
                     "audio and passes any ordinary 5000-character English text even at speed 0.5.",
     )
     max_transcript_chars: int = Field(1000, ge=1, description="Registered voices' transcript; 422 above.")
-    max_voices_per_owner: int = Field(100, ge=1, description="Registered voices per owner; 409 above.")
+    max_voices_per_owner: int = Field(100, ge=1, description="Registered voices per tenant; 409 above.")
     claim_ttl_s: float = Field(
         15.0, gt=0, description="A phrase-cache claim not refreshed for this long is a dead owner's; "
                                 "owners refresh it every third of this while they synthesize.",
