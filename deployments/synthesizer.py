@@ -40,6 +40,7 @@ class Synthesizer:
         self.engine.model(next(v.id for v in self.engine.voices.list() if v.family == family))  # load first
         self.batch_sizes: Counter[int] = Counter()
         self.rendering = 0  # renders and streams in progress
+        self.renders_done = 0
         self.trimmed_at = 0.0
         self.batch_histogram = Histogram(
             "voxserve_batch_size", description="Sentences per Synthesizer batch",
@@ -57,6 +58,7 @@ class Synthesizer:
             return await self.pool.run(self._render_one, item, priority=SENTENCE)
         finally:
             self.rendering -= 1
+            self.renders_done += 1
             self._release_memory()
 
     def _render_one(self, item: RenderItem) -> Rendered:
@@ -88,18 +90,31 @@ class Synthesizer:
                 yield chunk
         finally:
             self.rendering -= 1
+            self.renders_done += 1
             self._release_memory()
 
     def _release_memory(self) -> None:
-        """Freed buffers back to the OS when idle, and at least every ``trim_busy_interval_s`` under
-        load: without it a replica grows to several GB (tts_engine/models/fastpath.py); more often,
-        the renders after each trim fault the pages back in (issue 10: ~18% CPU if every render)."""
-        now = time.monotonic()
-        if self.rendering and now - self.trimmed_at < self.engine.settings.trim_busy_interval_s:
+        """Freed buffers back to the OS once idle for ``trim_idle_after_s``, and at least every
+        ``trim_busy_interval_s`` under load: without it a replica grows to several GB
+        (tts_engine/models/fastpath.py); more often, the renders after each trim fault the pages
+        back in (issue 10: ~18% CPU if every render, which a client sending one request after
+        another caused while an idle replica trimmed at once)."""
+        s = self.engine.settings
+        loop = asyncio.get_running_loop()
+        if not self.rendering:
+            loop.call_later(s.trim_idle_after_s, self._trim_if_idle, self.renders_done)
             return
-        self.trimmed_at = now
-        # In the thread pool, not awaited: the answer does not wait for the trim.
-        asyncio.get_running_loop().run_in_executor(None, release_freed_memory)
+        if time.monotonic() - self.trimmed_at >= s.trim_busy_interval_s:
+            self._trim(loop)
+
+    def _trim_if_idle(self, renders_done: int) -> None:
+        if not self.rendering and self.renders_done == renders_done:   # nothing rendered since
+            self._trim(asyncio.get_running_loop())
+
+    def _trim(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.trimmed_at = time.monotonic()
+        # In the thread pool, not awaited: no answer waits for the trim.
+        loop.run_in_executor(None, release_freed_memory)
 
     def stats(self) -> dict:
         return {"batch_sizes": dict(self.batch_sizes), "parallel": self.pool.stats(), "pid": os.getpid()}

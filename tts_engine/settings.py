@@ -92,9 +92,12 @@ class Settings(BaseSettings):
     render_workers: int | None = Field(None, ge=1, description="Sentences a CPU Synthesizer replica renders at "
                                        "once (None: one per core of torch_threads).")
     trim_busy_interval_s: float = Field(
-        10.0, ge=0.0, description="A busy Synthesizer replica hands freed memory back to the OS at most this often "
-                                  "(an idle one at once); each trim costs the next renders page faults (~18% CPU "
-                                  "when trimmed before every render).")
+        10.0, ge=0.0, description="A busy Synthesizer replica hands freed memory back to the OS at most this often; "
+                                  "each trim costs the next renders page faults (~18% CPU when trimmed before every "
+                                  "render).")
+    trim_idle_after_s: float = Field(
+        1.0, ge=0.0, description="An idle Synthesizer replica hands freed memory back once it has rendered nothing "
+                                 "for this long (not between back-to-back requests of one client).")
     cpu_bf16_vocoder: bool = Field(
         False, description="Piper voices' vocoder in bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX): about "
                            "twice as fast, audio within ~1e-2 of float32, outside the 1e-3 ONNX Runtime parity bound.")
