@@ -13,7 +13,7 @@ from onnx import helper, numpy_helper
 from tts_engine.engine import SynthesisOptions
 from tts_engine.models.protocol import RenderItem
 from tts_engine.models.vits import NoiseSpec, Vits, VitsConfig
-from tts_engine.models.vits_weights import infer_config, load_onnx_state, load_vits
+from tts_engine.models.vits.weights import infer_config, load_onnx_state, load_vits
 
 SENTENCES = [
     "Hello world.",

@@ -15,7 +15,7 @@ import torch
 
 from tts_engine.models.protocol import Rendered, RenderItem, StreamChunking
 from tts_engine.models.vits import NoiseSpec, Vits
-from tts_engine.models.vits_weights import load_vits
+from tts_engine.models.vits.weights import load_vits
 from tts_engine.settings import Settings
 from tts_engine.text.frontend import FrontendResult, TextFrontend
 from tts_engine.voices import VoiceInfo, read_piper_voice

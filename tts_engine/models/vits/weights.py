@@ -17,7 +17,8 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from tts_engine.models.vits import Vits, VitsConfig
+from .config import VitsConfig
+from .model import Vits
 
 _EXP_AFFINE = re.compile(r"^/dp/flows\.(\d+)/Exp_output_0$")
 
