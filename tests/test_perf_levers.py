@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tts_engine.engine import TTSEngine
-from tts_engine.models.piper import cpu_has_bf16
+from tts_engine.models.fastpath import cpu_has_bf16
 from tts_engine.settings import Settings
 
 TEXT = "The quick brown fox jumps over the lazy dog near the quiet river bank."
@@ -27,3 +27,19 @@ def test_bf16_vocoder_stays_close_to_float32_and_has_its_own_cache_identity(engi
     assert snr_db > 30, snr_db             # measured ~39 dB
     assert np.abs(err).max() < 0.05        # measured ~0.008
     assert bf16.model_version(voice) != engine.model_version(voice)
+
+
+def test_kokoro_bf16_decoder_is_opt_in_with_its_own_cache_identity():
+    plain = TTSEngine(Settings(device="cpu", model_families=["kokoro"]))
+    bf16 = TTSEngine(Settings(device="cpu", model_families=["kokoro"], cpu_bf16_vocoder=True))
+    voice = "kokoro/jf_alpha"
+    assert bf16.model_version(voice) != plain.model_version(voice)
+    if not cpu_has_bf16():
+        pytest.skip("no native bfloat16 on this CPU: the decoder stays float32")
+    assert bf16.model(voice).model.decoder_dtype() == torch.bfloat16
+    assert plain.model(voice).model.decoder_dtype() == torch.float32
+    text = "今日はいい天気ですね。"
+    ref = plain.synthesize(text, voice=voice, language="ja", seed=1).audio
+    got = bf16.synthesize(text, voice=voice, language="ja", seed=1).audio
+    assert got.dtype == np.float32 and got.shape == ref.shape   # same durations: the acoustic stage is float32
+    assert np.corrcoef(got, ref)[0, 1] > 0.9

@@ -84,3 +84,13 @@ def _mallopt(param: int, value: int) -> bool:
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return mallopt(param, value) == 1
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively here (emulated bf16 would be slower than float32)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

@@ -21,7 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tts_engine.models.kokoro.assembly import MODEL_FILENAME, assemble_kokoro_onnx, expected_sha256
+from tts_engine.models.kokoro.assembly import (
+    MODEL_FILENAME,
+    assemble_kokoro_onnx,
+    expected_sha256,
+)
 from tts_engine.models.protocol import Rendered, RenderItem, StreamChunking
 from tts_engine.parallel import job_threads
 from tts_engine.settings import Settings
@@ -160,7 +164,7 @@ class KokoroTorchModel:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, path: Path, device: str, fp16: bool) -> None:
+    def __init__(self, path: Path, device: str, fp16: bool, cpu_bf16: bool = False) -> None:
         import torch
 
         from tts_engine.models.kokoro.model import KokoroModel
@@ -170,6 +174,9 @@ class KokoroTorchModel:
         self.model = KokoroModel.from_onnx(path).to(self.device)
         if fp16 and self.device.type == "cuda":
             self.model.set_decoder_dtype(torch.float16)
+        elif cpu_bf16 and self.device.type == "cpu":
+            # Opt-in: 0.85x ONNX Runtime int8's time instead of 1.30x, ~1 dB log-mel from float32.
+            self.model.set_decoder_dtype(torch.bfloat16)
 
     def _acoustic(self, items: Sequence[RenderItem]):
         torch = self.torch
@@ -233,11 +240,17 @@ class KokoroFamily:
                 if self.settings.kokoro_backend == "onnxruntime":
                     self._model = KokoroOnnxModel(path, self.settings.torch_threads)
                 else:
-                    self._model = KokoroTorchModel(path, device, self.settings.fp16)
+                    self._model = KokoroTorchModel(path, device, self.settings.fp16, self._cpu_bf16())
             return self._model
 
+    def _cpu_bf16(self) -> bool:
+        from tts_engine.models.fastpath import cpu_has_bf16
+
+        return self.settings.cpu_bf16_vocoder and self.settings.kokoro_backend == "torch" and cpu_has_bf16()
+
     def version(self, voice: VoiceInfo) -> str:
-        return f"{VERSION}-{self.settings.kokoro_backend}:{expected_sha256()[:16]}"
+        bf16 = "-bf16" if self.settings.cpu_bf16_vocoder and self.settings.kokoro_backend == "torch" else ""
+        return f"{VERSION}-{self.settings.kokoro_backend}{bf16}:{expected_sha256()[:16]}"  # other audio, other keys
 
 
 def _style_digest(style: tuple[float, ...]) -> str:

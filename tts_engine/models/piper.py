@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from tts_engine.models.fastpath import cpu_has_bf16
 from tts_engine.models.protocol import Rendered, RenderItem, StreamChunking
 from tts_engine.models.vits import NoiseSpec, Vits
 from tts_engine.models.vits.weights import load_vits
@@ -120,13 +121,6 @@ class PiperFamily:
             self._versions[voice.id] = f"{VERSION}{bf16}:{file_digest(voice.model_path)}"
         return self._versions[voice.id]
 
-
-def cpu_has_bf16() -> bool:
-    """Whether oneDNN runs bfloat16 natively here (emulated bf16 would be slower than float32)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def file_digest(path: Path) -> str:
