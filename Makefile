@@ -45,7 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 
 memory-bench: $(STAMP)
-	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/serve_memory.py
 
 loadtest: $(STAMP)
 	$(BIN)/python loadtest/run.py

@@ -12,7 +12,7 @@ longest sentence served, ~100 MB for 10 s of audio) instead of returning it to t
 Blocks above 32 MiB (single activations of sentences longer than ~12 s) still use mmap.
 
 That trade made a long-running process grow without bound (issue 9: ~7 GB per Synthesizer replica
-after repeated bursts). Measured causes and their bounds (bench/memory.py, docs/BENCHMARKS.md):
+after repeated bursts). Measured causes and their bounds (bench/memory_engine.py, bench/serve_memory.py, docs/BENCHMARKS.md):
 
 * oneDNN's primitive cache (1024 primitives by default, each with JIT code and buffers) fills with
   one entry per distinct sentence length: ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is bounded to 16
