@@ -71,9 +71,36 @@ def _download(requirement: str, cache_dir: Path) -> Path:
     if found:
         return found[0]
     # --no-build-isolation keeps pip from building anything: only the archive is wanted.
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "-q",
-                    "-d", str(cache_dir), requirement], check=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "-q",
+                           "-d", str(cache_dir), requirement])
+    if done.returncode != 0:
+        # pip still prepares an sdist's metadata, which fails for packages that need a compiler:
+        # fetch the archive itself from the index's JSON API instead.
+        _fetch_sdist(requirement, cache_dir)
     return _download(requirement, cache_dir)
+
+
+def _fetch_sdist(requirement: str, cache_dir: Path) -> None:
+    import html.parser
+    import urllib.request
+
+    project, version = requirement.split("==")
+
+    class Links(html.parser.HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hrefs: list[str] = []
+
+        def handle_starttag(self, tag, attrs) -> None:
+            self.hrefs += [v for k, v in attrs if tag == "a" and k == "href" and v]
+
+    with urllib.request.urlopen(f"https://pypi.org/simple/{project}/", timeout=60) as r:   # the simple API
+        links = Links()
+        links.feed(r.read().decode())
+    wanted = f"{project}-{version}.tar.gz".lower()
+    url = next(h for h in links.hrefs if h.split("#")[0].rsplit("/", 1)[-1].lower().replace("_", "-") == wanted)
+    with urllib.request.urlopen(url.split("#")[0], timeout=300) as r:
+        (cache_dir / wanted).write_bytes(r.read())
 
 
 def _members(archive: Path, suffixes: tuple[str, ...]) -> list[bytes]:
