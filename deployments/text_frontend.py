@@ -8,6 +8,7 @@ from tts_engine.engine import Prepared, SynthesisOptions, TTSEngine
 from tts_engine.settings import Settings
 
 from .options import TEXT_FRONTEND
+from .refusal import Refused, refusing
 
 
 @serve.deployment(name="TextFrontend", **TEXT_FRONTEND)
@@ -16,7 +17,8 @@ class TextFrontend:
         # The engine loads no model until asked to render, so this replica stays small.
         self.engine = TTSEngine(Settings(**(settings or {})))
 
-    def prepare(self, text: str, options: SynthesisOptions) -> Prepared:
+    @refusing
+    def prepare(self, text: str, options: SynthesisOptions) -> Prepared | Refused:
         return self.engine.prepare(text, options)
 
     def voices(self) -> list[dict]:

@@ -31,7 +31,7 @@ from .synthesis import AUDIO_PREFIX, Result, Stream, SynthesisService, cache_key
 async def _prepare(service: SynthesisService, plan: SpeechPlan) -> tuple[list[Prepared], str, int, int, str]:
     first = plan.parts[0]
     fmt = encoders.check_format(first.format)
-    prepared = list(await asyncio.gather(*(service.frontend.prepare.remote(p.text, p.options) for p in plan.parts)))
+    prepared = list(await asyncio.gather(*(service.prepare_text(p.text, p.options) for p in plan.parts)))
     source_rate = max(p.voice.sample_rate for p in prepared)
     rate = encoders.output_sample_rate(fmt, source_rate, first.sample_rate)
     keys = [cache_key(p, fmt, rate, r.conditioning_key) for p, r in zip(prepared, plan.parts)]

@@ -17,14 +17,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from deployments.refusal import accepted
+from storage import AudioStore, StoredObject
+from storage.word_files import WordFiles
 from tts_engine.audio import encoders
 from tts_engine.audio.assembly import finish_audio, join_sentences, silence
 from tts_engine.engine import Prepared, SynthesisOptions
 from tts_engine.models.protocol import Rendered, RenderItem
 from tts_engine.settings import Settings
 from tts_engine.timestamps import WordTiming, sentence_words, trimmed
-from storage import AudioStore, StoredObject
-from storage.word_files import WordFiles
 
 from .claims import ClaimBook
 from .metrics import IngressMetrics
@@ -141,10 +142,13 @@ class SynthesisService:
 
     # ------------------------------------------------------------------ shared steps
 
+    async def prepare_text(self, text: str, options: SynthesisOptions) -> Prepared:
+        """The TextFrontend's preparation; its refusals (the request's own 4xx) raised here."""
+        return accepted(await once_more(lambda: self.frontend.prepare.remote(text, options), "text preparation"))
+
     async def prepare(self, req: AudioRequest) -> tuple[Prepared, str, int, str]:
         fmt = encoders.check_format(req.format)
-        prepared: Prepared = await once_more(lambda: self.frontend.prepare.remote(req.text, req.options),
-                                             "text preparation")
+        prepared = await self.prepare_text(req.text, req.options)
         if req.condition is not None:
             prepared = req.condition(prepared)
         rate = encoders.output_sample_rate(fmt, prepared.voice.sample_rate, req.sample_rate)

@@ -298,7 +298,7 @@ def replica_log_lines(request_id: str) -> list[str]:
 
     logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path()) / "serve"
     lines = []
-    for path in glob.glob(str(logs / "replica_*Ingress*.log")):
+    for path in glob.glob(str(logs / "replica_*.log")):   # the ingress and the deployments behind it
         text = Path(path).read_text(errors="replace")
         lines += [line for line in text.splitlines() if request_id in line]
     return lines
@@ -306,12 +306,17 @@ def replica_log_lines(request_id: str) -> list[str]:
 
 def test_client_errors_and_disconnects_are_not_logged_as_errors(service, http):
     bad_id, gone_id = f"log-bad-{uuid.uuid4().hex[:8]}", f"log-gone-{uuid.uuid4().hex[:8]}"
+    refused_id = f"log-refused-{uuid.uuid4().hex[:8]}"
     http.post("/v1/tts", json={"text": ""}, headers={"X-Request-ID": bad_id})
+    # Refused inside the TextFrontend replica (no voice speaks Korean): a 4xx, not a replica failure.
+    refused = http.post("/v1/tts", json={"text": "안녕하세요 여러분", "cache": False},
+                        headers={"X-Request-ID": refused_id})
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "language", refused.text
     with http.stream("POST", "/v1/tts/stream", headers={"X-Request-ID": gone_id},
                      json={"text": " ".join(["A long stream the client abandons."] * 8), "cache": False}) as resp:
         next(resp.iter_bytes())   # first audio, then hang up
     time.sleep(4)  # replicas flush their logs
-    for request_id in (bad_id, gone_id):
+    for request_id in (bad_id, refused_id, gone_id):
         lines = replica_log_lines(request_id)
         assert lines, f"no log line for {request_id}"
         assert not [line for line in lines if " ERROR " in line or "Traceback" in line], lines

@@ -144,7 +144,8 @@ def date(text: str, fmt: str, lang: str) -> str:
     if lang == "ja":
         return ((f"{year}年" if year is not None else "") + (f"{month}月" if month else "")
                 + (f"{day}日" if day else ""))
-    from tts_engine.text.en_normalize import _MONTHS, ordinal_to_words, year_to_words
+    from tts_engine.text.en_datetime import MONTHS as _MONTHS
+    from tts_engine.text.en_numbers import ordinal_to_words, year_to_words
 
     words = []
     if month:
