@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import sys
 import time
 from pathlib import Path
@@ -23,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import first_audio_byte, load1, median, voxserve, wait_for_quiet  # noqa: E402
-from bench.serving import SENTENCE, machine_info, percentile, update_section  # noqa: E402
+from bench.harness import first_audio_byte, load1, median, run_meta, voxserve, wait_for_quiet  # noqa: E402
+from bench.serving import SENTENCE, percentile, update_section  # noqa: E402
 
 VOICES = {"piper": "en_US-joe-medium", "kokoro": "kokoro/jf_alpha"}
 TARGET_RATIO = 1.3
@@ -117,8 +116,7 @@ def main() -> None:
         load_start = wait_for_quiet(args.max_load, args.max_wait)
         samples = measure(server, engine, families, args.reps, lambda m: print(m, flush=True))
         load_end = load1()
-    meta = {"machine": machine_info(), "load_start": load_start, "load_end": load_end, "threads": threads,
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "took": time.time() - started}
+    meta = run_meta(started, load_start, load_end, threads=threads)
     text = report(samples, meta, args)
     print(text)
     if not args.no_doc:

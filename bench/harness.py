@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import itertools
 import os
 import signal
@@ -51,6 +52,15 @@ def sentence_pool(n: int) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- machine load
+
+
+def run_meta(started: float, load_start: float, load_end: float, **extra) -> dict:
+    """What every bench report states about its run: machine, load at start and end, date, duration."""
+    from bench.serving import machine_info
+
+    return {"machine": machine_info(), "load_start": load_start, "load_end": load_end,
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "took": time.time() - started, **extra}
 
 
 def load1() -> float:

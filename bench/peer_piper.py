@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import sys
 import time
 from pathlib import Path
@@ -25,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import (CpuWatch, drive, load1, piper_server, sentence_pool,  # noqa: E402
+from bench.harness import (CpuWatch, drive, load1, piper_server, run_meta, sentence_pool,  # noqa: E402
                            summary, voxserve, wait_for_quiet)
-from bench.serving import machine_info, update_section  # noqa: E402
+from bench.serving import update_section  # noqa: E402
 
 LEVELS = (1, 4, 16)
 TARGET_MIN, TARGET = 1.0, 1.5
@@ -135,9 +134,7 @@ def main() -> None:
         load_start = wait_for_quiet(args.max_load, args.max_wait)
         passes = asyncio.run(measure(servers, texts, levels, args.rounds, lambda m: print(m, flush=True)))
         load_end = load1()
-    meta = {"machine": machine_info(), "load_start": load_start, "load_end": load_end, "texts": texts,
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "took": time.time() - started,
-            "piper_version": version("piper-tts")}
+    meta = run_meta(started, load_start, load_end, texts=texts, piper_version=version("piper-tts"))
     text = report(passes, levels, args, meta)
     print(text)
     if not args.no_doc:

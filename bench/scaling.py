@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import sys
 import time
 from collections import defaultdict
@@ -29,9 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import (CpuWatch, drive, load1, median, sentence_pool, summary, voxserve,  # noqa: E402
+from bench.harness import (CpuWatch, drive, load1, median, run_meta, sentence_pool, summary, voxserve,  # noqa: E402
                            wait_for_quiet)
-from bench.serving import machine_info, update_section  # noqa: E402
+from bench.serving import update_section  # noqa: E402
 
 LEVELS = (1, 2, 4, 8, 16, 32)
 VOICES = {"piper": "en_US-joe-medium", "kokoro": "kokoro/jf_alpha"}
@@ -247,8 +246,7 @@ def main() -> None:
         results = asyncio.run(scaling(server, families, levels, args.base, lambda m: print(m, flush=True)))
         long = asyncio.run(long_text(server, args.long_reps, lambda m: print(m, flush=True))) if args.long_reps else None
         load_end = load1()
-    meta = {"machine": machine_info(), "load_start": load_start, "load_end": load_end, "reading": args.reading,
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "took": time.time() - started}
+    meta = run_meta(started, load_start, load_end, reading=args.reading)
     text = report(results, families, levels, long, meta, args)
     print(text)
     if not args.no_doc:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import random
 import sys
 import threading
@@ -31,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import load1, sentence_pool, voxserve  # noqa: E402
+from bench.harness import load1, run_meta, sentence_pool, voxserve  # noqa: E402
 from bench.scaling import group_of  # noqa: E402
-from bench.serving import machine_info, update_section  # noqa: E402
+from bench.serving import update_section  # noqa: E402
 
 MB = 1024 * 1024
 TARGET_GB = 1.5
@@ -187,8 +186,7 @@ def main() -> None:
         load_end = load1()
     mix = ("25% Kokoro, 75% Piper; 70% sync (wav/mp3/opus), 30% streamed (wav/mp3), ~10% cache hits; "
            "1, 2 or 4 sentences")
-    meta = {"machine": machine_info(), "load_start": load_start, "load_end": load_end, "mix": mix,
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "took": time.time() - started}
+    meta = run_meta(started, load_start, load_end, mix=mix)
     text = report(idle, marks, meta, args)
     print(text)
     if not args.no_doc:
