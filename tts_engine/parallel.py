@@ -147,8 +147,10 @@ class RenderPool:
         self._order = itertools.count()
         self._cond = threading.Condition()
         # Idle workers, the most recently busy last: a job goes to the worker whose OpenMP team
-        # ran last. Handing it to another worker's team (Condition.notify wakes the longest
-        # waiter) cost ~40 ms per sentence at concurrency 1 while the old team still spun.
+        # ran last (Condition.notify would wake the longest waiter), so one client's sentences stay
+        # on one worker. Measured in-process at concurrency 1: one worker 219-242 ms a sentence,
+        # two workers alternating 253-279 ms, two workers with this order still 259-279 ms: the
+        # order keeps jobs on one team, but the gap to a one-worker pool has another cause, not found.
         self._idle: list[threading.Condition] = []
         self._running = 0
         self._closed = False
