@@ -109,10 +109,17 @@ def test_request_id_is_echoed(client):
     assert resp.json()["request_id"] == "trace-123"
 
 
-def test_seed_gives_identical_audio(client):
-    a = tts(client, text="Seeded speech.", seed=5, response="binary", cache=False).content
-    b = tts(client, text="Seeded speech.", seed=5, response="binary", cache=False).content
-    assert a == b
+def test_seed_gives_the_same_audio_to_within_rounding(client):
+    """A seed fixes the sampling noise. The float arithmetic is not bit-for-bit the same when a render
+    gets a different number of torch threads (the pool hands out 1 or all cores by load), so a sample
+    may round to the neighbouring 16-bit value; anything more is a different voice or noise."""
+    def samples(seed):
+        wav = tts(client, text="Seeded speech.", seed=seed, response="binary", cache=False).content
+        return np.round(decode(wav)[0] * 32768).astype(np.int32)
+
+    a, b, other = samples(5), samples(5), samples(6)
+    assert len(a) == len(b) and np.abs(a - b).max() <= 1
+    assert len(other) != len(a) or np.abs(a - other).max() > 100
 
 
 # ---------------------------------------------------------------------- phrase cache
