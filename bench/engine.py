@@ -103,7 +103,7 @@ def main() -> None:
 
     started = time.time()
     load0 = _cpu_snapshot()
-    engine = TTSEngine(Settings(device="cpu", torch_threads=args.threads))
+    engine = TTSEngine(Settings(device="cpu", torch_threads=args.threads, cpu_bf16_vocoder=args.cpu_bf16))
     voice = engine.voices.get(args.voice)
     model = engine.model(voice.id)
     session = _ort_session(voice.model_path, args.threads)
@@ -131,6 +131,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--voice", default=None, help="voice id (default: the catalog's default voice)")
     p.add_argument("--quick", action="store_true", help="2 rounds and do not write docs/BENCHMARKS.md")
     p.add_argument("--no-write", dest="write", action="store_false", help="print only")
+    p.add_argument("--cpu-bf16", action="store_true",
+                   help="our vocoder in bfloat16 (the service's default on CPUs with native bf16); "
+                        "default float32, the numerics that match ORT")
     args = p.parse_args()
     if args.quick:
         args.rounds, args.write = 2, False
@@ -376,6 +379,7 @@ def _report(args, items, batching, cuda, rate, elapsed, others) -> str:
         f"{os.cpu_count()} cores busy on average during the run; of {QUIET.calls} timed calls, "
         f"{QUIET.waited} waited for them to go quiet and {QUIET.contended} ran contended anyway",
         f"- Threads: torch.set_num_threads({t}); ORT intra_op_num_threads={t}, inter_op_num_threads=1",
+        f"- Our vocoder: {'bfloat16 (cpu_bf16_vocoder)' if args.cpu_bf16 else 'float32 (cpu_bf16_vocoder=False)'}",
         f"- Voice `{args.voice or 'default'}`, noise_scale = noise_w = 0, length_scale = voice default: "
         f"both runtimes produce the same audio (max abs difference over the set: "
         f"{max(i.max_diff for i in items):.1e}). {len(items)} sentences, {audio:.1f} s of audio; "

