@@ -142,8 +142,10 @@ def main() -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
-        open_args = {"store": f"file://{tmp}/open", "auth": "none"}
-        authed_args = {"store": f"file://{tmp}/authed", "auth": "required"}
+        # Two applications on Ray's 2 CPUs: each fits its replica counts to half of them (left to
+        # fill all CPUs, the second application's replicas could never be placed).
+        open_args = {"store": f"file://{tmp}/open", "auth": "none", "deploy_cpus": 1.0}
+        authed_args = {"store": f"file://{tmp}/authed", "auth": "required", "deploy_cpus": 1.0}
         start_ray()
         try:
             start_serve(port)
