@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tts_engine.errors import InvalidInput
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -41,12 +42,12 @@ _KEY_RE = re.compile(r"[A-Za-z0-9._/-]+")
 _MAX_KEY_LEN = 1024  # S3's limit, applied to both backends so keys stay portable
 # Leaves room for the ".{name}.tmp-{32 hex}" temp name within a 255-byte file name.
 _MAX_SEGMENT_LEN = 200
-_SIDECAR_SUFFIX = ".meta.json"
+SIDECAR_SUFFIX = ".meta.json"
 _META_KEY_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _MAX_METADATA_BYTES = 2048  # S3's limit on user metadata
 # Internal marker put_if_absent uses to recognise its own write after a retry.
-_WRITER_TOKEN_KEY = "voxserve-writer-token"
-_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+WRITER_TOKEN_KEY = "voxserve-writer-token"
+BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # Readiness probes write here: a dot segment is never a valid key, so no object can collide.
 PROBE_PREFIX = ".probe"
 
@@ -77,8 +78,8 @@ def validate_key(key: str) -> str:
     for segment in key.split("/"):
         _check_key_segment(segment)
     # The sidecar of "x" is "x.meta.json"; a key of that shape would collide with it.
-    if key.endswith(_SIDECAR_SUFFIX):
-        raise InvalidInput(f"key must not end with {_SIDECAR_SUFFIX!r} (reserved)", field="key")
+    if key.endswith(SIDECAR_SUFFIX):
+        raise InvalidInput(f"key must not end with {SIDECAR_SUFFIX!r} (reserved)", field="key")
     return key
 
 
@@ -94,7 +95,7 @@ def _check_key_segment(segment: str) -> None:
         raise InvalidInput(f"key segments must be at most {_MAX_SEGMENT_LEN} characters", field="key")
 
 
-def _validated_prefix(prefix: str) -> str:
+def validated_prefix(prefix: str) -> str:
     """A listing prefix: empty, or a key-shaped string that may end in '/' or mid-segment."""
     if prefix == "":
         return prefix
@@ -102,7 +103,7 @@ def _validated_prefix(prefix: str) -> str:
     return prefix
 
 
-def _validated_content_type(content_type: str) -> str:
+def validated_content_type(content_type: str) -> str:
     if (
         not isinstance(content_type, str)
         or not content_type
@@ -113,7 +114,7 @@ def _validated_content_type(content_type: str) -> str:
     return content_type
 
 
-def _normalized_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
+def normalized_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
     """Lower-cased, ASCII-only metadata: the subset S3 round-trips unchanged."""
     if not metadata:
         return {}
@@ -124,7 +125,7 @@ def _normalized_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
         lowered = name.lower()
         if not _META_KEY_RE.fullmatch(lowered):
             raise InvalidInput(f"metadata key {name!r} must match [a-z0-9][a-z0-9_-]*", field="metadata")
-        if lowered == _WRITER_TOKEN_KEY:
+        if lowered == WRITER_TOKEN_KEY:
             raise InvalidInput(f"metadata key {name!r} is reserved", field="metadata")
         if any(not (32 <= ord(c) < 127) for c in value):
             raise InvalidInput(f"metadata value for {name!r} must be printable ASCII", field="metadata")
@@ -136,11 +137,11 @@ def _normalized_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
     return out
 
 
-def _checked_put(
+def checked_put(
     key: str, data: bytes, content_type: str, metadata: dict[str, str] | None
 ) -> tuple[str, bytes, str, dict[str, str]]:
     """The arguments of a write, validated and normalized (both backends, every write path)."""
-    return validate_key(key), _as_bytes(data), _validated_content_type(content_type), _normalized_metadata(metadata)
+    return validate_key(key), _as_bytes(data), validated_content_type(content_type), normalized_metadata(metadata)
 
 
 def _as_bytes(data: bytes) -> bytes:
@@ -155,7 +156,8 @@ class Upload(ABC):
     """A streaming write to one key. Nothing is visible under the key until complete().
 
     Use as a context manager: a clean exit completes, an exception aborts. Not
-    thread-safe: one writer per Upload.
+    thread-safe: one writer per Upload. Backends implement write(), _finish() and
+    _discard(); the complete/abort bookkeeping below is the same for all of them.
     """
 
     def __init__(self, key: str, content_type: str, metadata: dict[str, str]) -> None:
@@ -168,11 +170,31 @@ class Upload(ABC):
     @abstractmethod
     def write(self, data: bytes) -> None: ...
 
-    @abstractmethod
-    def complete(self) -> StoredObject: ...
+    def complete(self) -> StoredObject:
+        """Make the object visible under the key. Any failure discards the upload, nothing shows."""
+        self._ensure_open()
+        self.closed = True
+        try:
+            self._finish()
+        except BaseException:
+            self._discard()
+            raise
+        return StoredObject(self.key, self.size, self.content_type, self.metadata)
+
+    def abort(self) -> None:
+        """Discard what was written; a no-op once completed or aborted."""
+        if self.closed:
+            return
+        self.closed = True
+        self._discard()
 
     @abstractmethod
-    def abort(self) -> None: ...
+    def _finish(self) -> None:
+        """Backend part of complete(): publish everything written under the key."""
+
+    @abstractmethod
+    def _discard(self) -> None:
+        """Backend part of abort() and of a failed complete(): drop what was written."""
 
     def _ensure_open(self) -> None:
         if self.closed:

@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from tts_engine.errors import InvalidInput
-from tts_engine.settings import Settings
 from storage.base import (
+    BUCKET_RE,
     AudioStore,
-    _BUCKET_RE,
     validate_key,
 )
 from storage.local import LocalStore
 from storage.s3 import S3Store
-
+from tts_engine.errors import InvalidInput
+from tts_engine.settings import Settings
 
 _STORE_FORMS = "expected s3://bucket/prefix, file:///abs/dir, file:relative/dir or a plain path"
 
@@ -35,7 +34,7 @@ def _s3_location(parts: SplitResult, spec: str) -> tuple[str, str]:
     if parts.query or parts.fragment:
         raise ValueError(f"store URL {spec!r} must not have a query or fragment")
     bucket = parts.netloc
-    if not _BUCKET_RE.fullmatch(bucket) or ".." in bucket:
+    if not BUCKET_RE.fullmatch(bucket) or ".." in bucket:
         raise ValueError(f"store URL {spec!r}: {bucket!r} is not a valid S3 bucket name")
     prefix = parts.path.strip("/")
     if prefix:
