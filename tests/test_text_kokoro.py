@@ -252,10 +252,10 @@ PARAGRAPH = (
 
 
 def test_english_mapping_covers_every_espeak_symbol(vocab) -> None:
-    from tts_engine.text.frontend import _espeak_clauses
     from tts_engine.text.en_normalize import normalize_english
+    from tts_engine.text.espeak import espeak_clauses
 
-    raw = " ".join(c[0] for c in _espeak_clauses(normalize_english(PARAGRAPH), "en-us"))
+    raw = " ".join(c[0] for c in espeak_clauses(normalize_english(PARAGRAPH), "en-us"))
     mapped = espeak_to_kokoro(raw)
     missing = sorted({c for c in mapped if c not in vocab and c not in "()"})
     assert missing == [], (missing, raw)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 
-from tts_engine.text.frontend import _sentence_spans
+from tts_engine.text.sentences import sentence_spans
 
 _CERTAIN_END = re.compile(r"[!?。！？][\"')\]}»”’」』）]*$")
 _MAYBE_END = re.compile(r"\.[\"')\]}»”’」』）]*$")
@@ -55,13 +55,13 @@ class SentenceBuffer:
 
     def _ends_sentence(self) -> bool:
         """The splitter ends a sentence right at the end of the held text ("Dr." it does not)."""
-        spans = list(_sentence_spans(self.held))
+        spans = list(sentence_spans(self.held))
         return len(spans) >= 2 and spans[-1] == ""
 
     def _complete(self) -> list[str]:
         # Spans partition the text; each but the last ends at a sentence end, judged with the
         # text that follows, or the end of what has arrived so far.
-        *ends, last = _sentence_spans(self.held)
+        *ends, last = sentence_spans(self.held)
         if last.strip():
             complete, keep = ends, last
         elif last or (ends and _CERTAIN_END.search(ends[-1])):  # whitespace after it, or "!", "?", "。"

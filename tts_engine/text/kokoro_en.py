@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tts_engine.text.frontend import _espeak_clauses
 from tts_engine.text.en_normalize import normalize_english
+from tts_engine.text.espeak import espeak_clauses
 
 __all__ = [
     "PhToken",
@@ -173,7 +173,7 @@ class EnglishG2P:
         self.voice = voice
 
     def _espeak(self, text: str) -> str:
-        clauses = _espeak_clauses(text, self.voice)
+        clauses = espeak_clauses(text, self.voice)
         ps = " ".join(re.sub(r"\([^)]*\)", "", c[0]).strip() for c in clauses)
         return espeak_to_kokoro(re.sub(r"\s+", " ", ps).strip())
 

@@ -12,12 +12,12 @@ from collections.abc import Mapping, Sequence
 from tts_engine.errors import EmptyText, UnsupportedLanguage
 from tts_engine.settings import Settings
 from tts_engine.text.en_normalize import clean_text
-from tts_engine.text.frontend import (
-    FrontendResult, Sentence, cjk_language, detect_language, resolve_language, validate_text,
-)
+from tts_engine.text.frontend import FrontendResult, Sentence
 from tts_engine.text.kokoro_phonemizer import LANGUAGES, KokoroPhonemizer
+from tts_engine.text.language import cjk_language, detect_language, resolve_language
 from tts_engine.text.pronounce import Pronunciation
 from tts_engine.text.split_methods import split_text
+from tts_engine.text.validation import validate_text
 
 
 class KokoroFrontend:

@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tts_engine.errors import InvalidInput, UnsupportedLanguage
-from tts_engine.text.frontend import split_sentences
 from tts_engine.text.ja_g2p import JapaneseG2P
 from tts_engine.text.kokoro_en import EnglishG2P, PhToken, join_tokens
 from tts_engine.text.pronounce import Pronunciation, kokoro_symbols, leading_punct, split_marked
+from tts_engine.text.sentences import split_sentences
 from tts_engine.text.zh_g2p import ChineseG2P
 
 __all__ = ["KokoroPhonemizer", "PhonemizedText", "MAX_PHONEMES", "LANGUAGES"]

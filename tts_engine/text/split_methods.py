@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from tts_engine.text.frontend import split_sentences
+from tts_engine.text.sentences import split_sentences
 
 SPLIT_METHODS = ("sentence", "none", "four_sentences", "fifty_chars", "cjk_period", "period", "punctuation")
 

@@ -23,6 +23,7 @@ from xml.sax.handler import ContentHandler
 
 from tts_engine.errors import InvalidInput
 from tts_engine.text import say_as
+from tts_engine.text.language import cjk_language, resolve_language
 from tts_engine.text.pronounce import Pronunciation, check_phonemes, placeholder, strip_placeholders
 
 MAX_ELEMENTS = 5000
@@ -281,8 +282,6 @@ def _required(node: _Node, attr: str) -> str:
 
 
 def _language(node: _Node, code: str) -> str:
-    from tts_engine.text.frontend import resolve_language
-
     try:
         resolve_language(code, "")
     except InvalidInput as exc:
@@ -366,8 +365,6 @@ def _volume(raw: str) -> float:
 
 def parse_ssml(document: str, max_parts: int = 100) -> SsmlDocument:
     """The document's parts (at least one; 422 if it has no speakable text)."""
-    from tts_engine.text.frontend import cjk_language
-
     root = _tree(document)
     language = root.attrs.get("xml:lang") and _language(root, root.attrs["xml:lang"])
     builder = _Builder(language, max_parts, cjk_language(root.text()) or "en")
