@@ -12,8 +12,8 @@ references (they share the default voice's articulation and timbre).
 
 Everything is cached for the life of the process, so several test modules can share
 one synthesis run.  The WORLD warp here is deliberately written independently of
-``tts_engine.audio.adapt`` (only the pyworld loader is shared), so tests of that module
-are not checking the code against itself.
+``tts_engine.audio.adapt`` (only the pyworld loader, ``tts_engine.audio.world``, is
+shared), so tests of that module are not checking the code against itself.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def synth_piper(text: str, length_scale: float = 1.0, noise_scale: float = TEST_
 
 # --- WORLD speaker transform (independent of tts_engine.audio.adapt) ------------------------------
 def _pyworld():
-    from tts_engine.audio.adapt import load_pyworld
+    from tts_engine.audio.world import load_pyworld
 
     return load_pyworld()
 

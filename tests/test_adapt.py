@@ -14,9 +14,9 @@ from tts_engine.audio.adapt import (
     VoiceProfile,
     adapt_to_profile,
     analyze_voice,
-    load_pyworld,
     shift_pitch,
 )
+from tts_engine.audio.world import load_pyworld
 from tts_engine.errors import InvalidInput
 from tts_engine.speaker.ge2e import similarity
 
@@ -148,7 +148,7 @@ def test_adaptation_moves_default_voice_toward_reference(name, gain_over_vocoded
     s_voc = similarity(enc.embed(vocoded(), SR), embed_ref(name))
     s_ad = similarity(enc.embed(adapted, SR), embed_ref(name))
     # F0 heard, by harvest told which octave to look in (the default voice's creaky,
-    # weak-fundamental F0 is ambiguous to unguided estimates; see adapt._f0_stats)
+    # weak-fundamental F0 is ambiguous to unguided estimates; see world.f0_stats)
     f = target.f0_median_hz
     f0_raw, f0_ad = median_f0(raw, 50.0, 160.0), median_f0(adapted, f / 1.8, f * 1.8)
     formant = analyze_voice(adapted, SR).formant_ratio
