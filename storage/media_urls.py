@@ -91,27 +91,26 @@ class MediaSigner:
     def _create_signing_key(path: Path) -> None:
         """Publish a new random key, unless another process got there first (then keep theirs)."""
         tmp = temp_path(path)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, secrets.token_hex(32).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_new_key(tmp)
         try:
             # link() publishes the complete file atomically and fails if one exists.
             os.link(tmp, path)
         except FileExistsError:
             pass
-        except OSError:
+        except OSError:  # no hard links here: create it in place, still only if absent
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                _write_new_key(path)
             except FileExistsError:
                 pass
-            else:
-                try:
-                    os.write(fd, secrets.token_hex(32).encode())
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _write_new_key(path: Path) -> None:
+    """A fresh random key in a file that must not exist yet (FileExistsError otherwise), on disk."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secrets.token_hex(32).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -23,7 +23,7 @@ from tts_engine.errors import InvalidInput, UnsupportedLanguage
 from tts_engine.text.ja_g2p import JapaneseG2P
 from tts_engine.text.kokoro_en import EnglishG2P, PhToken, join_tokens
 from tts_engine.text.pronounce import Pronunciation, kokoro_symbols, leading_punct, split_marked
-from tts_engine.text.sentences import split_sentences
+from tts_engine.text.sentences import pack_clauses, split_sentences
 from tts_engine.text.zh_g2p import ChineseG2P
 
 __all__ = ["KokoroPhonemizer", "PhonemizedText", "MAX_PHONEMES", "LANGUAGES"]
@@ -88,23 +88,7 @@ def _fit(sentence: str, max_chars: int) -> list[str]:
         clauses.append(sentence[start : m.end()])
         start = m.end()
     clauses.append(sentence[start:])
-    chunks: list[str] = []
-    current = ""
-    for clause in clauses:
-        if len(current) + len(clause) <= max_chars:
-            current += clause
-            continue
-        if current.strip():
-            chunks.append(current.strip())
-        current = ""
-        if len(clause) <= max_chars:
-            current = clause
-        else:
-            *whole, current = _hard_wrap(clause.strip(), max_chars)
-            chunks.extend(whole)
-    if current.strip():
-        chunks.append(current.strip())
-    return chunks
+    return pack_clauses(clauses, max_chars, _hard_wrap)
 
 
 def split_cjk(text: str, max_chars: int) -> list[str]:

@@ -11,7 +11,7 @@ ends the same way.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from tts_engine.text.language import script_of
 
@@ -115,9 +115,15 @@ def _fitted(sentence: str, max_chars: int) -> list[str]:
     """A sentence as chunks of at most ``max_chars``, preferring clause boundaries."""
     if len(sentence) <= max_chars:
         return [sentence]
+    return pack_clauses(_clauses(sentence), max_chars, _wrapped)
+
+
+def pack_clauses(clauses: list[str], max_chars: int, wrap: Callable[[str, int], list[str]]) -> list[str]:
+    """Consecutive clauses gathered into chunks of at most ``max_chars``; a clause longer than that
+    is cut by ``wrap`` (at spaces for alphabetic text, anywhere for CJK)."""
     chunks: list[str] = []
     current = ""
-    for clause in _clauses(sentence):
+    for clause in clauses:
         if len((current + clause).strip()) <= max_chars:
             current += clause
             continue
@@ -126,7 +132,7 @@ def _fitted(sentence: str, max_chars: int) -> list[str]:
         if len(clause.strip()) <= max_chars:
             current = clause
         else:
-            *whole, current = _wrapped(clause.strip(), max_chars)
+            *whole, current = wrap(clause.strip(), max_chars)
             chunks.extend(whole)
     if current.strip():
         chunks.append(current.strip())
