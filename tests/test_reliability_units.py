@@ -313,6 +313,44 @@ def test_a_call_whose_replica_died_is_retried_once_then_503():
     assert len(calls) == 1   # only a lost replica is retried
 
 
+def test_a_stream_under_way_waits_out_lost_replicas_and_full_queues_then_503():
+    import asyncio
+
+    from ray.exceptions import ActorDiedError
+    from ray.serve.exceptions import BackPressureError
+
+    from serve_app.resilience import for_a_listener
+    from tts_engine.errors import ServiceUnavailable
+
+    failures = [ActorDiedError(), ActorDiedError(), BackPressureError(num_queued_requests=4, max_queued_requests=4)]
+    calls = []
+
+    async def recovers():
+        calls.append(1)
+        if failures:
+            raise failures.pop(0)
+        return "audio"
+
+    # the router picked the dead replica twice, then the queue was full: the listener still gets audio
+    assert asyncio.run(for_a_listener(recovers, "synthesis", patience_s=10)) == "audio" and len(calls) == 4
+
+    async def always_dies():
+        raise ActorDiedError()
+
+    with pytest.raises(ServiceUnavailable) as err:
+        asyncio.run(for_a_listener(always_dies, "synthesis", patience_s=0.5))
+    assert err.value.status == 503
+
+    async def bad_input():
+        calls.append(1)
+        raise InvalidInput("no", field="text")
+
+    calls.clear()
+    with pytest.raises(InvalidInput):
+        asyncio.run(for_a_listener(bad_input, "synthesis", patience_s=10))
+    assert len(calls) == 1
+
+
 # ---------------------------------------------------------------------- item 13: log rotation
 
 

@@ -298,6 +298,7 @@ def main() -> int:
         watchers = [threading.Thread(target=w, daemon=True) for w in (watch_readyz, watch_serve_status)]
         for w in watchers:
             w.start()
+        marks["load_started"] = time.monotonic()
         answers = load(base, args.clients, args.load_s, args.load_s / 2, kill)
         for w in watchers:
             w.join(timeout=240)
@@ -315,6 +316,10 @@ def main() -> int:
         problems = verify_urls(answers)
         report["urls_checked"] = sum(1 for a in answers if a.status == 200 and a.url)
         report["url_problems"] = problems[:10]
+        # what each failure was, for the log: path, seconds after the kill, and a cut's error text
+        report["failure_details"] = [
+            f"{a.path} at {a.at - (marks['killed_at'] - marks['load_started']):+.1f} s: {a.status} {a.body[:160]!r}"
+            for a in failed][:10]
     finally:
         cluster.stop()
         shutil.rmtree(temp, ignore_errors=True)
