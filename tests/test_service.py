@@ -111,15 +111,20 @@ def test_request_id_is_echoed(client):
 
 def test_seed_gives_the_same_audio_to_within_rounding(client):
     """A seed fixes the sampling noise. The float arithmetic is not bit-for-bit the same when a render
-    gets a different number of torch threads (the pool hands out 1 or all cores by load), so a sample
-    may round to the neighbouring 16-bit value; anything more is a different voice or noise."""
+    gets a different number of torch threads (the pool hands out 1 or all cores by load): in
+    float32 a sample may round to the neighbouring 16-bit value, with the bf16 vocoder it moves up to
+    ~32 steps (measured: 63 dB SNR between 1 and 2 threads). Another seed is another take (~-3 dB)."""
     def samples(seed):
         wav = tts(client, text="Seeded speech.", seed=seed, response="binary", cache=False).content
-        return np.round(decode(wav)[0] * 32768).astype(np.int32)
+        return decode(wav)[0].astype(np.float64)
+
+    def snr_db(a, b):
+        n = min(len(a), len(b))
+        return 20 * np.log10(np.sqrt(np.mean(a[:n] ** 2)) / max(np.sqrt(np.mean((a[:n] - b[:n]) ** 2)), 1e-12))
 
     a, b, other = samples(5), samples(5), samples(6)
-    assert len(a) == len(b) and np.abs(a - b).max() <= 1
-    assert len(other) != len(a) or np.abs(a - other).max() > 100
+    assert len(a) == len(b) and snr_db(a, b) > 40
+    assert snr_db(a, other) < 10
 
 
 # ---------------------------------------------------------------------- phrase cache
