@@ -89,7 +89,7 @@ def micro(tmp: str) -> dict[str, float]:
     from tts_engine.settings import Settings
 
     settings = Settings(store=f"file://{tmp}/micro")
-    clients = ClientStore(open_store(settings))
+    clients = ClientStore(open_store(settings, create=True))   # this process starts the store
     ring = KeyRing(settings, clients)
     ring.load()
     issuer = TokenIssuer(settings, ring)
@@ -142,11 +142,13 @@ def main() -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
-        # Two applications on Ray's 2 CPUs: each fits its replica counts to half of them (left to
-        # fill all CPUs, the second application's replicas could never be placed).
-        open_args = {"store": f"file://{tmp}/open", "auth": "none", "deploy_cpus": 1.0}
-        authed_args = {"store": f"file://{tmp}/authed", "auth": "required", "deploy_cpus": 1.0}
-        start_ray()
+        # Two whole applications side by side: Ray gets 2 logical CPUs per application (the box has
+        # 2 cores; cache hits barely use them) and each fits its replicas to its own 2. An
+        # application's smallest shape needs more than 1 CPU, so with 2 in all the second one's
+        # replicas could never be placed (the bench hung).
+        open_args = {"store": f"file://{tmp}/open", "auth": "none", "deploy_cpus": 2.0}
+        authed_args = {"store": f"file://{tmp}/authed", "auth": "required", "deploy_cpus": 2.0}
+        start_ray(num_cpus=4)
         try:
             start_serve(port)
             serve.run(build_app(open_args), name="open", route_prefix="/open")

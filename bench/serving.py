@@ -139,10 +139,10 @@ def wav_audio_seconds(data: bytes) -> float:
     return (len(data) - 44) / 2 / rate
 
 
-def start_ray(env: dict[str, str] | None = None) -> None:
+def start_ray(env: dict[str, str] | None = None, num_cpus: int = 2) -> None:
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False,
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=False,
              logging_level="ERROR", log_to_driver=False,
              runtime_env={"env_vars": env} if env else None)
 
