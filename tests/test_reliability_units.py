@@ -278,7 +278,43 @@ def test_a_held_claim_is_refreshed(tmp_path):
 # ---------------------------------------------------------------------- item 1: replica loss
 
 
-def test_a_call_whose_replica_died_is_retried_once_then_503():
+def _retriers():
+    """The two retry policies: a plain call (one retry), a stream under way (patient)."""
+    from serve_app.resilience import for_a_listener, once_more
+
+    return {"once_more": lambda call: once_more(call, "synthesis"),
+            "for_a_listener": lambda call: for_a_listener(call, "synthesis", patience_s=0.5)}
+
+
+@pytest.mark.parametrize("policy", ["once_more", "for_a_listener"])
+def test_a_replica_that_stays_lost_is_503_and_bad_input_is_not_retried(policy):
+    import asyncio
+
+    from ray.exceptions import ActorDiedError
+
+    from tts_engine.errors import ServiceUnavailable
+
+    retry = _retriers()[policy]
+
+    async def always_dies():
+        raise ActorDiedError()
+
+    with pytest.raises(ServiceUnavailable) as err:
+        asyncio.run(retry(always_dies))
+    assert err.value.status == 503
+
+    calls = []
+
+    async def bad_input():
+        calls.append(1)
+        raise InvalidInput("no", field="text")
+
+    with pytest.raises(InvalidInput):
+        asyncio.run(retry(bad_input))
+    assert len(calls) == 1   # only a lost replica (or a full queue, for a listener) is retried
+
+
+def test_a_call_whose_replica_died_is_retried_once():
     import asyncio
 
     from ray.exceptions import ActorDiedError
@@ -296,31 +332,23 @@ def test_a_call_whose_replica_died_is_retried_once_then_503():
 
     assert asyncio.run(once_more(dies_then_works, "synthesis")) == "audio" and len(calls) == 2
 
-    async def always_dies():
+    async def dies_twice():
+        calls.append(1)
         raise ActorDiedError()
 
-    with pytest.raises(ServiceUnavailable) as err:
-        asyncio.run(once_more(always_dies, "synthesis"))
-    assert err.value.status == 503
-
-    async def bad_input():
-        calls.append(1)
-        raise InvalidInput("no", field="text")
-
     calls.clear()
-    with pytest.raises(InvalidInput):
-        asyncio.run(once_more(bad_input, "synthesis"))
-    assert len(calls) == 1   # only a lost replica is retried
+    with pytest.raises(ServiceUnavailable):
+        asyncio.run(once_more(dies_twice, "synthesis"))
+    assert len(calls) == 2   # one retry, not more
 
 
-def test_a_stream_under_way_waits_out_lost_replicas_and_full_queues_then_503():
+def test_a_stream_under_way_waits_out_lost_replicas_and_full_queues():
     import asyncio
 
     from ray.exceptions import ActorDiedError
     from ray.serve.exceptions import BackPressureError
 
     from serve_app.resilience import for_a_listener
-    from tts_engine.errors import ServiceUnavailable
 
     failures = [ActorDiedError(), ActorDiedError(), BackPressureError(num_queued_requests=4, max_queued_requests=4)]
     calls = []
@@ -333,22 +361,6 @@ def test_a_stream_under_way_waits_out_lost_replicas_and_full_queues_then_503():
 
     # the router picked the dead replica twice, then the queue was full: the listener still gets audio
     assert asyncio.run(for_a_listener(recovers, "synthesis", patience_s=10)) == "audio" and len(calls) == 4
-
-    async def always_dies():
-        raise ActorDiedError()
-
-    with pytest.raises(ServiceUnavailable) as err:
-        asyncio.run(for_a_listener(always_dies, "synthesis", patience_s=0.5))
-    assert err.value.status == 503
-
-    async def bad_input():
-        calls.append(1)
-        raise InvalidInput("no", field="text")
-
-    calls.clear()
-    with pytest.raises(InvalidInput):
-        asyncio.run(for_a_listener(bad_input, "synthesis", patience_s=10))
-    assert len(calls) == 1
 
 
 # ---------------------------------------------------------------------- item 13: log rotation
