@@ -21,7 +21,8 @@ from deployments.refusal import accepted
 from storage import AudioStore, StoredObject
 from storage.word_files import WordFiles
 from tts_engine.audio import encoders
-from tts_engine.audio.assembly import finish_audio, join_sentences, silence
+from tts_engine.audio.assembly import (finish_audio, join_sentences, silence, without_leading_silence,
+                                       without_trailing_silence)
 from tts_engine.engine import Prepared, SynthesisOptions
 from tts_engine.models.protocol import Rendered, RenderItem
 from tts_engine.settings import Settings
@@ -146,14 +147,18 @@ class SynthesisService:
         """The TextFrontend's preparation; its refusals (the request's own 4xx) raised here."""
         return accepted(await once_more(lambda: self.frontend.prepare.remote(text, options), "text preparation"))
 
-    async def prepare(self, req: AudioRequest) -> tuple[Prepared, str, int, str]:
+    async def prepare(self, req: AudioRequest, streaming: bool = False) -> tuple[Prepared, str, int, str]:
+        """``streaming``: for a stream, which may cut the first sentence after a clause (other
+        audio, other key; see ``SynthesisOptions.streaming``)."""
         fmt = encoders.check_format(req.format)
-        prepared = await self.prepare_text(req.text, req.options)
+        options = replace(req.options, streaming=True) if streaming else req.options
+        prepared = await self.prepare_text(req.text, options)
         if req.condition is not None:
             prepared = req.condition(prepared)
         rate = encoders.output_sample_rate(fmt, prepared.voice.sample_rate, req.sample_rate)
         key = cache_key(prepared, fmt, rate, req.conditioning_key, req.cache_scope)
-        self._remember_key(req, key, prepared.voice.id, rate)
+        if not prepared.clause_cut:  # the key a plain request of the same text would have
+            self._remember_key(req, key, prepared.voice.id, rate)
         return prepared, fmt, rate, key
 
     @staticmethod
@@ -308,11 +313,11 @@ class SynthesisService:
         """Float audio of a request as it is rendered (and, before each sentence's, its words),
         for a caller that encodes and stores it itself: the realtime WebSocket joins many
         requests into one file."""
-        prepared, *_ = await self.prepare(req)
+        prepared, *_ = await self.prepare(req, streaming=True)
         return prepared, self._audio_chunks(prepared, req.transform)
 
     async def stream(self, req: AudioRequest, on_first_byte: Callable[[], None] | None = None) -> Stream:
-        prepared, fmt, rate, key = await self.prepare(req)
+        prepared, fmt, rate, key = await self.prepare(req, streaming=True)
         url = self.store.url(key)
         hit = await self.cached(req, key)
         words = None
@@ -385,7 +390,9 @@ class SynthesisService:
     async def _audio_chunks(self, prepared: Prepared, transform) -> AsyncIterator[np.ndarray | list[WordTiming]]:
         """The first sentence chunk by chunk (fast first audio); the rest rendered concurrently
         once the first audio is out, and yielded in order as each is ready. Before each
-        sentence's audio: its word timestamps (a list, seconds from the stream's start)."""
+        sentence's audio: its word timestamps (a list, seconds from the stream's start).
+        A first clause cut apart (``Prepared.clause_cut``) joins the rest of its sentence with a
+        clause's pause, the silence at the cut trimmed."""
         rate = prepared.voice.sample_rate
         items = prepared.items()
         synthesizer = self.synthesizer_for(prepared)
@@ -396,7 +403,10 @@ class SynthesisService:
             if whole_sentences:
                 later = [synthesizer.render.remote(item) for item in items]
             else:
-                async for chunk in self._first_sentence(synthesizer, items[0]):
+                first = self._first_sentence(synthesizer, items[0])
+                if prepared.clause_cut:
+                    first = _clause_head(first, rate)
+                async for chunk in first:
                     chunk = Rendered.of(chunk)
                     if not later:
                         later = [None] + [synthesizer.render.remote(item) for item in items[1:]]
@@ -409,10 +419,12 @@ class SynthesisService:
                 if pending is None:
                     continue
                 if i:
-                    gap = silence(prepared.pause(self.settings.sentence_pause_s), rate)
+                    pause = prepared.pause_before(i, self.settings.sentence_pause_s, self.settings.clause_pause_s)
+                    gap = silence(pause, rate)
                     position += len(gap)
                     yield gap
                 rendered = Rendered.of(await self.render_one(synthesizer, items[i], pending, patient=True))
+                rendered = _edges_at_cut(prepared, i, rendered, rate)
                 later[i] = None
                 audio = rendered.audio
                 if transform is not None:
@@ -445,6 +457,22 @@ class SynthesisService:
         if len(rendered.audio) > sent:
             # Durations describe the whole sentence: only a first chunk may carry them.
             yield Rendered(rendered.audio[sent:], rendered.durations if sent == 0 else None, rendered.offset)
+
+
+async def _clause_head(chunks: AsyncIterator[Rendered], rate: int) -> AsyncIterator[Rendered]:
+    """A cut first clause as one piece, its trailing silence trimmed (a model that cannot stream
+    within a piece sends its chunks together anyway)."""
+    parts = [Rendered.of(c) async for c in chunks]
+    if parts:
+        whole = Rendered(np.concatenate([p.audio for p in parts]), parts[0].durations, parts[0].offset)
+        yield without_trailing_silence(whole, rate)
+
+
+def _edges_at_cut(prepared: Prepared, i: int, rendered: Rendered, rate: int) -> Rendered:
+    """Piece ``i`` with the silence at a clause cut trimmed (none elsewhere)."""
+    if not prepared.clause_cut or i > 1:
+        return rendered
+    return without_trailing_silence(rendered, rate) if i == 0 else without_leading_silence(rendered, rate)
 
 
 def _metered(req: AudioRequest, result: Result) -> Result:

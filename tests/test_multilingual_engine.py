@@ -111,3 +111,57 @@ def test_cli_takes_language(tmp_path, monkeypatch):
     assert main(["欢迎使用语音合成系统。", "--language", "zh", "-o", str(out)]) == 0
     audio, rate = decode(out.read_bytes())
     assert rate == 24000 and len(audio) / rate > 1.0
+
+
+CLAUSES = "When the storm finally passed, the villagers walked down to the river."
+
+
+def test_a_kokoro_stream_starts_with_its_first_clause(ml_engine):
+    """Kokoro decodes a piece whole, so a stream's first sentence is cut after a clause: the
+    first audio needs only the clause decoded. Piper streams within a piece and is never cut."""
+    streamed = ml_engine.prepare(CLAUSES, SynthesisOptions(voice="kokoro/jf_alpha", streaming=True))
+    assert [s.text for s in streamed.sentences] == ["When the storm finally passed,",
+                                                    "the villagers walked down to the river."]
+    assert streamed.clause_cut and streamed.pause_before(1, 0.25, 0.15) == 0.15
+    plain = ml_engine.prepare(CLAUSES, SynthesisOptions(voice="kokoro/jf_alpha"))
+    assert len(plain.sentences) == 1 and not plain.clause_cut
+    piper = ml_engine.prepare(CLAUSES, SynthesisOptions(streaming=True))
+    assert piper.voice.family == "piper" and len(piper.sentences) == 1 and not piper.clause_cut
+    zh = ml_engine.prepare("欢迎使用语音合成系统，我们支持中文、英文和日文。", SynthesisOptions(streaming=True))
+    assert zh.voice.family == "kokoro" and zh.clause_cut and len(zh.sentences) == 2
+
+
+def test_clause_cut_has_its_own_cache_key_and_none_when_nothing_was_cut(ml_engine):
+    from serve_app.synthesis import cache_key
+
+    def key(text, streaming):
+        return cache_key(ml_engine.prepare(text, SynthesisOptions(voice="kokoro/jf_alpha", seed=1,
+                                                                  streaming=streaming)), "wav", 24000)
+    assert key(CLAUSES, True) != key(CLAUSES, False)       # other pieces, other audio
+    assert key("Short and whole.", True) == key("Short and whole.", False)
+    three = ml_engine.prepare(CLAUSES + " Then they slept.", SynthesisOptions(voice="kokoro/jf_alpha", streaming=True))
+    assert len(three.sentences) == 3 and three.pause_before(2, 0.25, 0.15) == 0.25  # a sentence's pause
+
+
+def test_the_silence_at_a_clause_cut_is_trimmed_and_words_keep_their_place(ml_engine):
+    from tts_engine.audio.assembly import loud_frames, without_leading_silence, without_trailing_silence
+    from tts_engine.timestamps import sentence_words
+
+    p = ml_engine.prepare(CLAUSES, SynthesisOptions(voice="kokoro/jf_alpha", seed=1, streaming=True))
+    head, rest = ml_engine.render_batch(p.voice.id, p.items())
+    rate = 24000
+
+    def edges(audio):
+        loud = np.flatnonzero(loud_frames(audio, rate))
+        return loud[0] * 0.01, len(audio) / rate - (loud[-1] + 1) * 0.01
+
+    assert edges(head.audio)[1] > 0.3 and edges(rest.audio)[0] > 0.15   # Kokoro's own edge silence
+    cut_head, cut_rest = without_trailing_silence(head, rate), without_leading_silence(rest, rate)
+    assert edges(cut_head.audio)[1] <= 0.05 and edges(cut_rest.audio)[0] <= 0.05
+    np.testing.assert_array_equal(cut_head.audio, head.audio[:len(cut_head.audio)])
+    np.testing.assert_array_equal(cut_rest.audio, rest.audio[-len(cut_rest.audio):])
+    shift = (len(rest.audio) - len(cut_rest.audio)) / rate
+    before = sentence_words(p.sentences[1].words, rest, rate)
+    after = sentence_words(p.sentences[1].words, cut_rest, rate)
+    assert [w.word for w in after] == [w.word for w in before]
+    assert all(abs(a.start_s - (b.start_s - shift)) < 1e-9 for a, b in zip(after, before))

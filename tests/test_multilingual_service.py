@@ -47,3 +47,28 @@ def test_voices_list_both_families(client):
     voices = {v["id"]: v for v in client.get("/v1/voices").json()["voices"]}
     assert voices["kokoro/jf_alpha"]["languages"] == ["en", "zh", "ja"]
     assert voices["en_US-joe-medium"]["family"] == "piper"
+
+
+def test_kokoro_stream_sends_its_first_clause_before_the_rest_is_rendered(client):
+    """Kokoro decodes a piece whole: the stream cuts its first sentence after a clause, so audio
+    leaves before the rest of the sentence is rendered (its words come after the first audio)."""
+    import base64
+    import json
+
+    text = "When the storm finally passed, the villagers walked down to the river."
+    body = {"text": text, "voice": "kokoro/jf_alpha", "timestamps": True, "format": "pcm", "cache": False, "seed": 3}
+    with client.stream("POST", "/v1/tts/stream", json=body) as resp:
+        assert resp.status_code == 200
+        events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: ")]
+    kinds = [e["type"] for e in events]
+    words = [e["word"] for e in events if e["type"] == "speech.word"]
+    assert words == "When the storm finally passed the villagers walked down to the river".split()
+    first_audio = kinds.index("speech.audio.delta")
+    villagers = next(i for i, e in enumerate(events) if e.get("word") == "villagers")
+    assert first_audio < villagers
+    pcm = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    streamed_s = len(pcm) / 2 / 24000
+    sync = client.post("/v1/tts", json={**body, "timestamps": False}).json()
+    # the cut's edge silence is trimmed to a clause's pause: about as long as the whole sentence
+    assert abs(streamed_s - sync["duration_s"]) < 0.6, (streamed_s, sync["duration_s"])
+    assert events[-1]["audio_url"] != sync["audio_url"]   # other audio, stored under its own key

@@ -25,7 +25,8 @@ from tts_engine.errors import InvalidInput, TextTooLong, UnsupportedLanguage
 from tts_engine.models.fastpath import keep_freed_memory_mapped
 from tts_engine.models.protocol import ModelFamily, Rendered, RenderItem, SpeechModel, StreamChunking
 from tts_engine.models.registry import model_families
-from tts_engine.text.split_methods import SPLIT_METHODS
+from tts_engine.text.sentences import ends_with_clause_mark
+from tts_engine.text.split_methods import FIRST_CLAUSE, SPLIT_METHODS
 from tts_engine.settings import Settings, get_settings
 from tts_engine.text.frontend import Sentence, cjk_language, resolve_language, validate_text
 from tts_engine.text.pronounce import LexiconEntry, Pronunciation, mark, table_identity
@@ -61,6 +62,9 @@ class SynthesisOptions:
     # index, and lexicon entries to match in the text; both win over the frontend's own reading.
     pronunciations: tuple[Pronunciation, ...] = ()
     lexicon: tuple[LexiconEntry, ...] = ()
+    # Rendered for a stream: where the model cannot stream within a piece, the first sentence is
+    # cut after a clause (``Prepared.clause_cut``) so its first audio comes sooner.
+    streaming: bool = False
 
     def validated(self) -> "SynthesisOptions":
         if self.split not in SPLIT_METHODS:
@@ -78,6 +82,18 @@ class SynthesisOptions:
         if self.seed is not None and not (0 <= self.seed < 2**63):
             raise InvalidInput("seed must be an integer between 0 and 2**63-1", field="seed")
         return self
+
+
+def _split_for(options: SynthesisOptions, family: ModelFamily) -> str:
+    """The client's split, or, for a stream on a family that decodes whole pieces, ours with the
+    first sentence cut after a clause."""
+    if options.streaming and options.split == "sentence" and not family.streams_within_piece:
+        return FIRST_CLAUSE
+    return options.split
+
+
+def _first_is_clause(sentences: Sequence[Sentence]) -> bool:
+    return len(sentences) > 1 and ends_with_clause_mark(sentences[0].text)
 
 
 def _check_range(name: str, value: float, bounds: tuple[float, float]) -> None:
@@ -109,6 +125,16 @@ class Prepared:
     def pause(self, default_s: float) -> float:
         """Seconds of silence between rendered pieces."""
         return default_s if self.pause_s is None else self.pause_s
+
+    def pause_before(self, i: int, sentence_pause_s: float, clause_pause_s: float) -> float:
+        """Seconds of silence before piece ``i`` (> 0): a clause's pause after a cut first clause."""
+        return clause_pause_s if self.clause_cut and i == 1 else self.pause(sentence_pause_s)
+
+    @property
+    def clause_cut(self) -> bool:
+        """Whether the first piece is the first clause of a sentence whose rest is the second piece
+        (a stream's early first audio): they join with a clause's pause, their edge silences trimmed."""
+        return self.split == FIRST_CLAUSE
 
     @property
     def normalized_text(self) -> str:
@@ -197,7 +223,11 @@ class TTSEngine:
             )
         family = self.families[voice.family]
         text, table = mark(text, options.pronunciations, options.lexicon)
-        result = family.frontend(text, voice, options.language, options.split, table)
+        split = _split_for(options, family)
+        result = family.frontend(text, voice, options.language, split, table)
+        if split == FIRST_CLAUSE and not _first_is_clause(result.sentences):
+            split = options.split  # nothing was cut: the same pieces, audio and cache key as without
+
         seed = options.seed if options.seed is not None else random.randrange(2**31)
         _check_work(result.sentences, options.speed, self.settings.max_phonemes)
         controls = family.controls(voice, options, len(result.sentences), seed)
@@ -214,7 +244,7 @@ class TTSEngine:
             model_version=self.model_version(voice.id),
             seed_given=options.seed is not None,
             control_identity=family.cache_identity(controls[0]) if controls else {},
-            split=options.split,
+            split=split,
             pause_s=options.pause_s,
             pronunciation_key=table_identity(table),
         )

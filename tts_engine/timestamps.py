@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tts_engine.audio.assembly import FRAME_S, loud_frames
 from tts_engine.models.protocol import Rendered
 
 
@@ -50,8 +51,6 @@ def sentence_words(spans: Sequence[tuple[str, int, int]], rendered: Rendered, sa
     return out
 
 
-FRAME_S = 0.01
-SILENCE_DB = -40.0        # below the loudest 10 ms frame by this much is silence
 MIN_WORD_S = 0.03
 
 
@@ -60,12 +59,10 @@ def trimmed(words: Sequence[WordTiming], audio: np.ndarray, sample_rate: int,
     """Words with silence at their edges cut off (never extended), judged on ``audio`` (which
     starts at ``start_s``). Models park pauses in a symbol's duration: Kokoro gives a sentence's
     last sound half a second and more, a word's span should not claim it."""
-    hop = max(1, int(FRAME_S * sample_rate))
-    frames = len(audio) // hop
+    loud = loud_frames(audio, sample_rate)
+    frames = len(loud)
     if frames == 0 or not words:
         return list(words)
-    rms = np.sqrt(np.mean(np.square(audio[: frames * hop].reshape(frames, hop), dtype=np.float64), axis=1))
-    loud = rms > max(float(rms.max()) * 10 ** (SILENCE_DB / 20), 1e-5)
     out = []
     for w in words:
         a = max(0, int((w.start_s - start_s) / FRAME_S))

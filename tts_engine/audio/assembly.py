@@ -1,4 +1,5 @@
-"""Putting rendered sentences together: pauses between them, pitch, volume, clipping.
+"""Putting rendered sentences together: pauses between them, pitch, volume, clipping, and the
+silence at the edges of a clause rendered apart from the rest of its sentence.
 
 Plain functions so the ingress (which has no model) and the engine share them.
 """
@@ -8,6 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from tts_engine.models.protocol import Rendered
+
+FRAME_S = 0.01
+SILENCE_DB = -40.0   # a 10 ms frame this far below the loudest is silence
+EDGE_KEEP_S = 0.03   # what a trimmed edge keeps of its silence: the breath in and the decay out
 
 
 def silence(seconds: float, sample_rate: int) -> np.ndarray:
@@ -34,3 +41,34 @@ def finish_audio(audio: np.ndarray, sample_rate: int, volume: float = 1.0, pitch
     if volume != 1.0:
         audio = audio * volume
     return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def loud_frames(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """One flag per ``FRAME_S`` of ``audio``: whether it is within ``SILENCE_DB`` of the loudest."""
+    hop = max(1, int(FRAME_S * sample_rate))
+    frames = len(audio) // hop
+    if frames == 0:
+        return np.zeros(0, dtype=bool)
+    rms = np.sqrt(np.mean(np.square(audio[: frames * hop].reshape(frames, hop), dtype=np.float64), axis=1))
+    return rms > max(float(rms.max()) * 10 ** (SILENCE_DB / 20), 1e-5)
+
+
+def without_trailing_silence(piece: Rendered, sample_rate: int, keep_s: float = EDGE_KEEP_S) -> Rendered:
+    """``piece`` ending ``keep_s`` after its last loud frame (Kokoro parks ~0.5 s of silence in a
+    piece's final symbol: between a clause and the rest of its sentence that is too long a pause)."""
+    loud = loud_frames(piece.audio, sample_rate)
+    if not loud.any():
+        return piece
+    hop = max(1, int(FRAME_S * sample_rate))
+    end = min(len(piece.audio), (len(loud) - int(np.argmax(loud[::-1]))) * hop + int(keep_s * sample_rate))
+    return Rendered(piece.audio[:end], piece.durations, piece.offset)
+
+
+def without_leading_silence(piece: Rendered, sample_rate: int, keep_s: float = EDGE_KEEP_S) -> Rendered:
+    """``piece`` starting ``keep_s`` before its first loud frame; its durations shift with it."""
+    loud = loud_frames(piece.audio, sample_rate)
+    if not loud.any():
+        return piece
+    hop = max(1, int(FRAME_S * sample_rate))
+    start = max(0, int(np.argmax(loud)) * hop - int(keep_s * sample_rate))
+    return Rendered(piece.audio[start:], piece.durations, piece.offset - start)

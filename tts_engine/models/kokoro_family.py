@@ -206,6 +206,7 @@ class KokoroTorchModel:
 
 class KokoroFamily:
     name = "kokoro"
+    streams_within_piece = False  # every AdaIN layer of the decoder normalizes over the whole piece
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

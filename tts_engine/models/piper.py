@@ -78,6 +78,7 @@ class PiperModel:
 
 class PiperFamily:
     name = "piper"
+    streams_within_piece = True   # the vocoder streams in overlapping chunks
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

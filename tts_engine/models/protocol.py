@@ -79,6 +79,9 @@ class SpeechModel(Protocol):
 
 class ModelFamily(Protocol):
     name: str
+    # Whether a stream hears a piece's first audio before the whole piece is decoded. Where not
+    # (Kokoro), a stream's first sentence is cut after a clause so first audio comes sooner.
+    streams_within_piece: bool
 
     def voices(self) -> list["VoiceInfo"]:
         """The family's voices, without loading weights."""

@@ -16,7 +16,7 @@ from tts_engine.text.frontend import FrontendResult, Sentence
 from tts_engine.text.kokoro_phonemizer import LANGUAGES, KokoroPhonemizer
 from tts_engine.text.language import cjk_language, detect_language, resolve_language
 from tts_engine.text.pronounce import Pronunciation
-from tts_engine.text.split_methods import split_text
+from tts_engine.text.split_methods import FIRST_CLAUSE, first_clause_apart, split_text
 from tts_engine.text.validation import validate_text
 
 
@@ -53,6 +53,8 @@ class KokoroFrontend:
         limit = self.settings.max_sentence_chars
         if split == "sentence":
             return self.phonemizer.split(text, language, limit)
+        if split == FIRST_CLAUSE:
+            return first_clause_apart(self.phonemizer.split(text, language, limit))
         pieces = split_text(text, split, limit)
         return [part for piece in pieces
                 for part in ([piece] if len(piece) <= limit else self.phonemizer.split(piece, language, limit))]

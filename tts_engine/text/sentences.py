@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 from tts_engine.text.language import script_of
 
-__all__ = ["sentence_spans", "split_sentences"]
+__all__ = ["clauses", "ends_with_clause_mark", "pack_clauses", "sentence_spans", "split_sentences"]
 
 # Words whose trailing full stop is part of the abbreviation, not a sentence end.
 _NON_FINAL_ABBREVIATIONS = frozenset(
@@ -101,7 +101,7 @@ def _wrapped(text: str, max_chars: int) -> list[str]:
     return [p for p in pieces if p]
 
 
-def _clauses(sentence: str) -> list[str]:
+def clauses(sentence: str) -> list[str]:
     """The sentence cut after each clause mark, each piece keeping its mark."""
     pieces, start = [], 0
     for mark in _CLAUSE_END.finditer(sentence):
@@ -111,11 +111,20 @@ def _clauses(sentence: str) -> list[str]:
     return [p for p in pieces if p.strip()]
 
 
+def ends_with_clause_mark(piece: str) -> bool:
+    """Whether ``piece`` ends at a clause mark (the rest of its sentence follows), not a sentence end."""
+    stripped = piece.rstrip()
+    match = None
+    for match in _CLAUSE_END.finditer(stripped + " "):
+        pass
+    return match is not None and match.end() == len(stripped)
+
+
 def _fitted(sentence: str, max_chars: int) -> list[str]:
     """A sentence as chunks of at most ``max_chars``, preferring clause boundaries."""
     if len(sentence) <= max_chars:
         return [sentence]
-    return pack_clauses(_clauses(sentence), max_chars, _wrapped)
+    return pack_clauses(clauses(sentence), max_chars, _wrapped)
 
 
 def pack_clauses(clauses: list[str], max_chars: int, wrap: Callable[[str, int], list[str]]) -> list[str]:

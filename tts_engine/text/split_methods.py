@@ -12,6 +12,10 @@ the others are the text-split methods GPT-SoVITS clients choose with
     period          cut4  at the Latin full stop only (not a decimal point)
     punctuation     cut5  at every punctuation mark (clauses)
 
+One more cut is ours alone, not a client's choice: ``FIRST_CLAUSE`` is ``"sentence"`` with the
+first sentence cut after a clause (``first_clause_apart``), for streams of a model that must
+render a whole piece before any of its audio (Kokoro: its decoder normalizes over the piece).
+
 Whatever the method, no piece is longer than the voice model handles well
 (``max_chars``): a longer piece is cut at its sentence ends, then at clause ends.
 """
@@ -21,9 +25,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from tts_engine.text.sentences import split_sentences
+from tts_engine.text.sentences import clauses, split_sentences
 
 SPLIT_METHODS = ("sentence", "none", "four_sentences", "fifty_chars", "cjk_period", "period", "punctuation")
+FIRST_CLAUSE = "first_clause"
+# A first sentence is cut only where both sides keep this many spoken units (a CJK character or a
+# Latin word each, ~0.2-0.4 s): a shorter first piece gains little and sounds clipped.
+MIN_CLAUSE_UNITS = 5
+_SPOKEN_UNIT = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]|[^\W_\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]+")
 
 FIFTY_CHARS = 50
 # Full stops (a run of them, "...", is one mark) that are not a decimal point ("3.5" stays whole).
@@ -34,14 +43,36 @@ _ANY_PUNCTUATION = re.compile(r"(?:[,;:?!\u2026\u3001\uff0c\u3002\uff1f\uff01\uf
 
 def split_text(text: str, method: str, max_chars: int) -> list[str]:
     """The pieces of ``text`` under ``method``, each at most ``max_chars`` (unless one word is longer)."""
-    if method not in _METHODS:
+    if method not in _METHODS and method != FIRST_CLAUSE:
         raise ValueError(f"unknown split method {method!r}; known: {SPLIT_METHODS}")
     if method == "sentence":
         return split_sentences(text, max_chars)
+    if method == FIRST_CLAUSE:
+        return first_clause_apart(split_sentences(text, max_chars))
     pieces: list[str] = []
     for piece in _METHODS[method](text):
         pieces.extend(_capped(piece, max_chars))
     return pieces
+
+
+def first_clause_apart(pieces: list[str], min_units: int = MIN_CLAUSE_UNITS) -> list[str]:
+    """``pieces`` with the first one cut after its earliest clause mark that leaves at least
+    ``min_units`` spoken units on both sides; unchanged where there is no such mark."""
+    if not pieces:
+        return pieces
+    parts = clauses(pieces[0])
+    head = ""
+    for i, part in enumerate(parts[:-1]):
+        head += part
+        rest = "".join(parts[i + 1:])
+        if spoken_units(head) >= min_units and spoken_units(rest) >= min_units:
+            return [head.strip(), rest.strip(), *pieces[1:]]
+    return pieces
+
+
+def spoken_units(text: str) -> int:
+    """CJK characters plus other words: a rough count of syllable groups, comparable across scripts."""
+    return len(_SPOKEN_UNIT.findall(text))
 
 
 def _capped(piece: str, max_chars: int) -> list[str]:
