@@ -21,8 +21,7 @@ from deployments.refusal import accepted
 from storage import AudioStore, StoredObject
 from storage.word_files import WordFiles
 from tts_engine.audio import encoders
-from tts_engine.audio.assembly import (finish_audio, join_sentences, silence, without_leading_silence,
-                                       without_trailing_silence)
+from tts_engine.audio.assembly import finish_audio, join_sentences, silence
 from tts_engine.engine import Prepared, SynthesisOptions
 from tts_engine.models.protocol import Rendered, RenderItem
 from tts_engine.settings import Settings
@@ -392,7 +391,7 @@ class SynthesisService:
         once the first audio is out, and yielded in order as each is ready. Before each
         sentence's audio: its word timestamps (a list, seconds from the stream's start).
         A first clause cut apart (``Prepared.clause_cut``) joins the rest of its sentence with a
-        clause's pause, the silence at the cut trimmed."""
+        clause's pause."""
         rate = prepared.voice.sample_rate
         items = prepared.items()
         synthesizer = self.synthesizer_for(prepared)
@@ -403,10 +402,7 @@ class SynthesisService:
             if whole_sentences:
                 later = [synthesizer.render.remote(item) for item in items]
             else:
-                first = self._first_sentence(synthesizer, items[0])
-                if prepared.clause_cut:
-                    first = _clause_head(first, rate)
-                async for chunk in first:
+                async for chunk in self._first_sentence(synthesizer, items[0]):
                     chunk = Rendered.of(chunk)
                     if not later:
                         later = [None] + [synthesizer.render.remote(item) for item in items[1:]]
@@ -424,7 +420,6 @@ class SynthesisService:
                     position += len(gap)
                     yield gap
                 rendered = Rendered.of(await self.render_one(synthesizer, items[i], pending, patient=True))
-                rendered = _edges_at_cut(prepared, i, rendered, rate)
                 later[i] = None
                 audio = rendered.audio
                 if transform is not None:
@@ -457,22 +452,6 @@ class SynthesisService:
         if len(rendered.audio) > sent:
             # Durations describe the whole sentence: only a first chunk may carry them.
             yield Rendered(rendered.audio[sent:], rendered.durations if sent == 0 else None, rendered.offset)
-
-
-async def _clause_head(chunks: AsyncIterator[Rendered], rate: int) -> AsyncIterator[Rendered]:
-    """A cut first clause as one piece, its trailing silence trimmed (a model that cannot stream
-    within a piece sends its chunks together anyway)."""
-    parts = [Rendered.of(c) async for c in chunks]
-    if parts:
-        whole = Rendered(np.concatenate([p.audio for p in parts]), parts[0].durations, parts[0].offset)
-        yield without_trailing_silence(whole, rate)
-
-
-def _edges_at_cut(prepared: Prepared, i: int, rendered: Rendered, rate: int) -> Rendered:
-    """Piece ``i`` with the silence at a clause cut trimmed (none elsewhere)."""
-    if not prepared.clause_cut or i > 1:
-        return rendered
-    return without_trailing_silence(rendered, rate) if i == 0 else without_leading_silence(rendered, rate)
 
 
 def _metered(req: AudioRequest, result: Result) -> Result:

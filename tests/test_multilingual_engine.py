@@ -87,7 +87,7 @@ def test_cache_identity_keeps_piper_fields_and_adds_family_version(ml_engine):
     kokoro = ml_engine.prepare("你好。", SynthesisOptions(speed=1.25))
     assert set(piper.control_identity) == {"length_scale", "noise_scale", "noise_w"}
     assert piper.model_version.startswith("vits-torch-1-bf16:")   # the default; float32 keys: test_perf_levers
-    assert kokoro.model_version.startswith("kokoro-1-")
+    assert kokoro.model_version.startswith("kokoro-2-")
     assert kokoro.control_identity["length_scale"] == pytest.approx(0.8)
 
 
@@ -122,7 +122,7 @@ def test_a_kokoro_stream_starts_with_its_first_clause(ml_engine):
     streamed = ml_engine.prepare(CLAUSES, SynthesisOptions(voice="kokoro/jf_alpha", streaming=True))
     assert [s.text for s in streamed.sentences] == ["When the storm finally passed,",
                                                     "the villagers walked down to the river."]
-    assert streamed.clause_cut and streamed.pause_before(1, 0.25, 0.15) == 0.15
+    assert streamed.clause_cut and streamed.pause_before(1, 0.25, 0.05) == 0.05
     plain = ml_engine.prepare(CLAUSES, SynthesisOptions(voice="kokoro/jf_alpha"))
     assert len(plain.sentences) == 1 and not plain.clause_cut
     piper = ml_engine.prepare(CLAUSES, SynthesisOptions(streaming=True))
@@ -140,28 +140,49 @@ def test_clause_cut_has_its_own_cache_key_and_none_when_nothing_was_cut(ml_engin
     assert key(CLAUSES, True) != key(CLAUSES, False)       # other pieces, other audio
     assert key("Short and whole.", True) == key("Short and whole.", False)
     three = ml_engine.prepare(CLAUSES + " Then they slept.", SynthesisOptions(voice="kokoro/jf_alpha", streaming=True))
-    assert len(three.sentences) == 3 and three.pause_before(2, 0.25, 0.15) == 0.25  # a sentence's pause
+    assert len(three.sentences) == 3 and three.pause_before(2, 0.25, 0.05) == 0.25  # a sentence's pause
 
 
-def test_the_silence_at_a_clause_cut_is_trimmed_and_words_keep_their_place(ml_engine):
-    from tts_engine.audio.assembly import loud_frames, without_leading_silence, without_trailing_silence
+def test_kokoro_pieces_keep_short_edges_so_sentences_join_like_pipers(ml_engine):
+    """Kokoro pads a piece with ~0.3 s of silence before and ~0.5-0.7 s after it; trimmed to
+    LEAD_KEEP_S / TAIL_KEEP_S, two sentences are ~0.5 s apart (the 0.25 s pause included), not ~1.2 s."""
+    from tts_engine.audio.assembly import loud_frames
+    from tts_engine.models.kokoro_family import LEAD_KEEP_S, TAIL_KEEP_S
+
+    result = ml_engine.synthesize("The storm passed at night. In the morning, we went to the river.",
+                                  voice="kokoro/jf_alpha", seed=1)
+    loud = loud_frames(result.audio, 24000)
+    quiet_runs, run = [], 0
+    for flag in list(loud) + [True]:
+        if flag and run:
+            quiet_runs.append(run * 0.01)
+        run = 0 if flag else run + 1
+    lead = int(np.argmax(loud)) * 0.01
+    tail = len(result.audio) / 24000 - (len(loud) - int(np.argmax(loud[::-1]))) * 0.01
+    assert lead <= LEAD_KEEP_S + 0.02 and tail <= TAIL_KEEP_S + 0.02
+    assert 0.3 < max(quiet_runs) < 0.7, quiet_runs   # the sentence gap
+
+
+def test_trimmed_edges_move_the_durations_with_the_audio():
+    from tts_engine.models.kokoro_family import LEAD_KEEP_S, TAIL_KEEP_S, in_chunks, trimmed_edges
+    from tts_engine.models.protocol import Rendered
     from tts_engine.timestamps import sentence_words
 
-    p = ml_engine.prepare(CLAUSES, SynthesisOptions(voice="kokoro/jf_alpha", seed=1, streaming=True))
-    head, rest = ml_engine.render_batch(p.voice.id, p.items())
     rate = 24000
-
-    def edges(audio):
-        loud = np.flatnonzero(loud_frames(audio, rate))
-        return loud[0] * 0.01, len(audio) / rate - (loud[-1] + 1) * 0.01
-
-    assert edges(head.audio)[1] > 0.3 and edges(rest.audio)[0] > 0.15   # Kokoro's own edge silence
-    cut_head, cut_rest = without_trailing_silence(head, rate), without_leading_silence(rest, rate)
-    assert edges(cut_head.audio)[1] <= 0.05 and edges(cut_rest.audio)[0] <= 0.05
-    np.testing.assert_array_equal(cut_head.audio, head.audio[:len(cut_head.audio)])
-    np.testing.assert_array_equal(cut_rest.audio, rest.audio[-len(cut_rest.audio):])
-    shift = (len(rest.audio) - len(cut_rest.audio)) / rate
-    before = sentence_words(p.sentences[1].words, rest, rate)
-    after = sentence_words(p.sentences[1].words, cut_rest, rate)
-    assert [w.word for w in after] == [w.word for w in before]
-    assert all(abs(a.start_s - (b.start_s - shift)) < 1e-9 for a, b in zip(after, before))
+    t = np.arange(rate) / rate
+    speech = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    audio = np.concatenate([np.zeros(rate // 2, np.float32), speech, np.zeros(rate * 7 // 10, np.float32)])
+    piece = Rendered(audio, (rate // 2, rate // 2, rate * 7 // 10), offset=rate // 2)   # pad, two words, pad
+    cut = trimmed_edges(piece)
+    assert len(cut.audio) == pytest.approx(rate * (LEAD_KEEP_S + 1 + TAIL_KEEP_S), abs=0.011 * rate)
+    np.testing.assert_array_equal(cut.audio, audio[rate // 2 - int(LEAD_KEEP_S * rate):][:len(cut.audio)])
+    assert cut.offset == int(LEAD_KEEP_S * rate)   # the leading pad keeps what the audio keeps
+    assert cut.offset + sum(cut.durations) == len(cut.audio)   # the last symbol's pause shortened with the tail
+    spans = (("one", 0, 1), ("two", 1, 2))
+    before, after = sentence_words(spans, piece, rate), sentence_words(spans, cut, rate)
+    assert [round(w.start_s - 0.5 + LEAD_KEEP_S, 6) for w in before] == [round(w.start_s, 6) for w in after]
+    chunks = list(in_chunks(cut, 2400, 9600))
+    assert chunks[0].durations == cut.durations and all(c.durations is None for c in chunks[1:])
+    np.testing.assert_array_equal(np.concatenate([c.audio for c in chunks]), cut.audio)
+    silent = Rendered(np.zeros(rate, np.float32))
+    assert trimmed_edges(silent) is silent   # nothing loud: left alone

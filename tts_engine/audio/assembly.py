@@ -1,5 +1,5 @@
 """Putting rendered sentences together: pauses between them, pitch, volume, clipping, and the
-silence at the edges of a clause rendered apart from the rest of its sentence.
+silence at a piece's edges (a model that pads its pieces with long silence has it trimmed).
 
 Plain functions so the ingress (which has no model) and the engine share them.
 """
@@ -14,7 +14,6 @@ from tts_engine.models.protocol import Rendered
 
 FRAME_S = 0.01
 SILENCE_DB = -40.0   # a 10 ms frame this far below the loudest is silence
-EDGE_KEEP_S = 0.03   # what a trimmed edge keeps of its silence: the breath in and the decay out
 
 
 def silence(seconds: float, sample_rate: int) -> np.ndarray:
@@ -53,22 +52,31 @@ def loud_frames(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return rms > max(float(rms.max()) * 10 ** (SILENCE_DB / 20), 1e-5)
 
 
-def without_trailing_silence(piece: Rendered, sample_rate: int, keep_s: float = EDGE_KEEP_S) -> Rendered:
-    """``piece`` ending ``keep_s`` after its last loud frame (Kokoro parks ~0.5 s of silence in a
-    piece's final symbol: between a clause and the rest of its sentence that is too long a pause)."""
+def without_trailing_silence(piece: Rendered, sample_rate: int, keep_s: float) -> Rendered:
+    """``piece`` ending ``keep_s`` after its last loud frame."""
     loud = loud_frames(piece.audio, sample_rate)
     if not loud.any():
         return piece
     hop = max(1, int(FRAME_S * sample_rate))
     end = min(len(piece.audio), (len(loud) - int(np.argmax(loud[::-1]))) * hop + int(keep_s * sample_rate))
-    return Rendered(piece.audio[:end], piece.durations, piece.offset)
+    return Rendered(piece.audio[:end], *_durations_within(piece.durations, piece.offset, 0, end))
 
 
-def without_leading_silence(piece: Rendered, sample_rate: int, keep_s: float = EDGE_KEEP_S) -> Rendered:
+def without_leading_silence(piece: Rendered, sample_rate: int, keep_s: float) -> Rendered:
     """``piece`` starting ``keep_s`` before its first loud frame; its durations shift with it."""
     loud = loud_frames(piece.audio, sample_rate)
     if not loud.any():
         return piece
     hop = max(1, int(FRAME_S * sample_rate))
     start = max(0, int(np.argmax(loud)) * hop - int(keep_s * sample_rate))
-    return Rendered(piece.audio[start:], piece.durations, piece.offset - start)
+    return Rendered(piece.audio[start:], *_durations_within(piece.durations, piece.offset, start, len(piece.audio)))
+
+
+def _durations_within(durations: tuple[int, ...] | None, offset: int, start: int,
+                      end: int) -> tuple[tuple[int, ...] | None, int]:
+    """(durations, offset) of the symbols cut to samples ``start:end``, counted from ``start``: a
+    symbol whose sound (often a final stop's parked pause) reaches past a cut edge is shortened."""
+    if durations is None:
+        return None, max(0, offset - start)
+    bounds = np.clip(np.cumsum([offset, *durations]), start, end) - start
+    return tuple(int(d) for d in np.diff(bounds)), int(bounds[0])

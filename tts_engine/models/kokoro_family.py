@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tts_engine.audio.assembly import without_leading_silence, without_trailing_silence
 from tts_engine.models.kokoro.assembly import (
     MODEL_FILENAME,
     assemble_kokoro_onnx,
@@ -40,7 +41,11 @@ SAMPLES_PER_FRAME = 600   # Kokoro's durations count frames of 600 samples (40 p
 # The int8 graph's per-token durations (rounded, clipped to >= 1 frame); exposed as an extra output
 # so ONNX Runtime answers word timestamps too.
 ORT_DURATIONS = "/encoder/Clip_output_0"
-VERSION = "kokoro-1"
+VERSION = "kokoro-2"   # 2: edge silence trimmed (trimmed_edges)
+# Kokoro gives a piece's boundary pads ~0.3 s before and ~0.5-0.7 s after the speech: two sentences
+# joined with the 0.25 s pause were ~1.2 s apart. Kept: enough for the breath in and the decay out,
+# so sentences join ~0.5 s apart, like Piper's.
+LEAD_KEEP_S, TAIL_KEEP_S = 0.10, 0.12
 LANGUAGES = ("en", "zh", "ja")
 VOICE_PREFIX = "kokoro/"
 ACCENT_NOTE = ("Kokoro voice pack of a Japanese speaker: its Mandarin and English carry a Japanese accent")
@@ -115,10 +120,10 @@ class KokoroOnnxModel:
         return self._graph_bytes
 
     def render_batch(self, items: Sequence[RenderItem]) -> list[Rendered]:
-        return [self._render(item) for item in items]
+        return [trimmed_edges(self._render(item)) for item in items]
 
     def render_stream(self, item: RenderItem, chunking: StreamChunking) -> Iterator[Rendered]:
-        yield self._render(item)
+        yield trimmed_edges(self._render(item))
 
     def _render(self, item: RenderItem) -> Rendered:
         feed = {
@@ -142,6 +147,19 @@ def timed(audio: np.ndarray, token_frames: np.ndarray) -> Rendered:
     return Rendered(audio, tuple(samples[1:-1]), samples[0] if samples else 0)
 
 
+def trimmed_edges(piece: Rendered) -> Rendered:
+    """``piece`` without the silence beyond ``LEAD_KEEP_S`` / ``TAIL_KEEP_S`` at its edges (durations shift with it)."""
+    piece = without_trailing_silence(piece, SAMPLE_RATE, TAIL_KEEP_S)
+    return without_leading_silence(piece, SAMPLE_RATE, LEAD_KEEP_S)
+
+
+def in_chunks(piece: Rendered, first: int, size: int) -> Iterator[Rendered]:
+    """A whole piece sent as a stream: ``first`` samples, then ``size`` each; the first carries the durations."""
+    yield Rendered(piece.audio[:first], piece.durations, piece.offset)
+    for start in range(first, len(piece.audio), size):
+        yield Rendered(piece.audio[start:start + size])
+
+
 def _with_durations_output(path: Path) -> bytes | str:
     """The graph with its duration tensor added as an output (a graph without it: as it is)."""
     import onnx
@@ -155,11 +173,12 @@ def _with_durations_output(path: Path) -> bytes | str:
 
 
 class KokoroTorchModel:
-    """Our torch Kokoro: padded batches, and a decoder output cut into chunks for streaming.
+    """Our torch Kokoro: padded batches, and a decoded piece sent in chunks for streaming.
 
     Kokoro's decoder normalizes each AdaIN layer over the whole utterance, so a chunk cannot be
-    decoded exactly before the whole sentence has been: a stream's first audio of a sentence comes
-    after that sentence's decode (later sentences overlap with sending), see README.
+    decoded exactly before the whole piece has been: a stream's first audio comes after its first
+    piece's decode, which is why a stream's first sentence is cut after a clause
+    (``ModelFamily.streams_within_piece``; README).
     """
 
     sample_rate = SAMPLE_RATE
@@ -192,16 +211,16 @@ class KokoroTorchModel:
         feats = self._acoustic(items)
         audio = self.model.decode(feats).cpu().numpy()
         hop = self.model.samples_per_frame
-        return [timed(audio[i, : int(feats.frames[i]) * hop], feats.durations[i, : len(item.ids) + 2].cpu().numpy())
+        return [trimmed_edges(timed(audio[i, : int(feats.frames[i]) * hop],
+                                    feats.durations[i, : len(item.ids) + 2].cpu().numpy()))
                 for i, item in enumerate(items)]
 
     def render_stream(self, item: RenderItem, chunking: StreamChunking) -> Iterator[Rendered]:
-        feats = self._acoustic([item])
+        """The piece decoded whole (no chunk can be decoded exactly before all of it is), then sent
+        in chunks: the first as short as ``chunking`` asks, so a client's player starts as early."""
         first, size, _ = chunking.frames(self.model.samples_per_frame / SAMPLE_RATE)
-        durations = feats.durations[0, : len(item.ids) + 2].cpu().numpy()
-        for i, chunk in enumerate(self.model.decode_stream(feats, first, size)):
-            audio = chunk.cpu().numpy().reshape(-1)
-            yield timed(audio, durations) if i == 0 else Rendered(audio)
+        hop = self.model.samples_per_frame
+        yield from in_chunks(self.render_batch([item])[0], first * hop, size * hop)
 
 
 class KokoroFamily:

@@ -132,11 +132,13 @@ class Vits(nn.Module):
         self, z: Tensor, frame_lengths: Tensor | None = None, speaker_ids: Tensor | None = None
     ) -> Tensor:
         """Latent [B, inter, frames] -> audio [B, frames * hop]; pass frame_lengths for padded batches."""
+        dec_dtype = self.dec.conv_pre.weight.dtype
         mask = None
         if frame_lengths is not None and z.shape[0] > 1:
-            mask = sequence_mask(frame_lengths, z.shape[-1]).unsqueeze(1).to(z.dtype)
+            # In the decoder's dtype: a float32 mask would lift a bfloat16 decoder's activations back
+            # to float32 (a padded batch on the bf16 CPU vocoder failed in its first convolution).
+            mask = sequence_mask(frame_lengths, z.shape[-1]).unsqueeze(1).to(dec_dtype)
         g = self.speaker_conditioning(speaker_ids, z.shape[0])
-        dec_dtype = self.dec.conv_pre.weight.dtype
         audio = self.dec(z.to(dec_dtype), mask, g=None if g is None else g.to(dec_dtype))
         return audio.float()
 
