@@ -23,9 +23,10 @@ from tts_engine.audio.assembly import silence
 from tts_engine.engine import Prepared
 from tts_engine.timestamps import WordTiming
 
+from .audio_request import AUDIO_PREFIX, Result, Stream, cache_key
 from .speech_input import SpeechPlan
 from .stream_store import StreamSink
-from .synthesis import AUDIO_PREFIX, Result, Stream, SynthesisService, cache_key
+from .synthesis import SynthesisService
 
 
 async def _prepare(service: SynthesisService, plan: SpeechPlan) -> tuple[list[Prepared], str, int, int, str]:

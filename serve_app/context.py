@@ -20,13 +20,14 @@ from tts_engine.voice_aliases import resolve_voice_name
 from tts_engine.voices import VoiceCatalog
 
 from . import matching
+from .audio_request import AudioRequest
 from .auth.limiter import LimiterClient
 from .auth.principal import Principal, principal_of
 from .auth.tokens import KeyRing, TokenIssuer
 from .auth.verifier import Authenticator
 from .metrics import IngressMetrics
 from .schemas import TTSRequest
-from .synthesis import AudioRequest, SynthesisService
+from .synthesis import SynthesisService
 
 
 @dataclass

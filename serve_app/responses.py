@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi.responses import StreamingResponse
 
 from .context import Services
-from .synthesis import AudioRequest, Stream
+from .audio_request import AudioRequest, Stream
 
 
 async def streaming_response(services: Services, req: AudioRequest, route: str,

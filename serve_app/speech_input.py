@@ -22,7 +22,7 @@ from tts_engine.text.ssml import SsmlDocument, SsmlPart, looks_like_ssml, parse_
 
 from .context import Services
 from .schemas import TTSRequest
-from .synthesis import AudioRequest
+from .audio_request import AudioRequest
 from .tenancy import tenant_of
 
 SSML_MARKUP_FACTOR = 4   # an SSML document may be this many times max_text_chars long (markup)

@@ -12,7 +12,8 @@ from dataclasses import replace
 
 from storage.word_files import WordFiles, caption_key
 
-from .synthesis import AudioRequest, Result, SynthesisService
+from .audio_request import AudioRequest, Result
+from .synthesis import SynthesisService
 
 
 async def synthesize(service: SynthesisService, req: AudioRequest, want_bytes: bool = False) -> Result:

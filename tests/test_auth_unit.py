@@ -298,7 +298,7 @@ def test_voice_registries_are_per_tenant(store):
 
 
 def test_cache_keys_are_scoped_only_when_asked(engine):
-    from serve_app.synthesis import cache_key
+    from serve_app.audio_request import cache_key
     from tts_engine.engine import SynthesisOptions
 
     prepared = engine.prepare("Scoped keys.", SynthesisOptions())

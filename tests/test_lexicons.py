@@ -72,7 +72,7 @@ def test_engine_reads_lexicon_entries_with_both_families(engine):
 
 
 def test_changed_lexicon_changes_the_cache_key(engine):
-    from serve_app.synthesis import cache_key
+    from serve_app.audio_request import cache_key
 
     keys = {cache_key(engine.prepare("Hello Nguyen.", SynthesisOptions(seed=1, lexicon=lex)), "wav", 22050)
             for lex in ((), (entry("Nguyen", "wɪn"),), (entry("Nguyen", "ŋwiən"),), (entry("Other", "ʌ"),))}

@@ -132,7 +132,7 @@ def test_a_kokoro_stream_starts_with_its_first_clause(ml_engine):
 
 
 def test_clause_cut_has_its_own_cache_key_and_none_when_nothing_was_cut(ml_engine):
-    from serve_app.synthesis import cache_key
+    from serve_app.audio_request import cache_key
 
     def key(text, streaming):
         return cache_key(ml_engine.prepare(text, SynthesisOptions(voice="kokoro/jf_alpha", seed=1,

@@ -8,12 +8,13 @@ import asyncio
 import numpy as np
 import pytest
 
+from serve_app.audio_request import AudioRequest
 from serve_app.claims import claim_key
 from serve_app.metrics import IngressMetrics
-from serve_app.synthesis import AudioRequest, SynthesisService
+from serve_app.synthesis import SynthesisService
+from storage import LocalStore
 from tts_engine.engine import SynthesisOptions
 from tts_engine.settings import Settings
-from storage import LocalStore
 
 
 class Remote:
