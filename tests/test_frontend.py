@@ -97,6 +97,15 @@ def test_year_to_words(n: int, words: str) -> None:
         ("Population 1,000,000.", "Population one million."),
         ("Agent 007", "Agent zero zero seven"),
         ("COVID-19", "COVID-nineteen"),
+        # notations (en_notation.py): versions, ratios and scores, multipliers, 24/7
+        ("Version 2.1.0 is out.", "Version two point one point zero is out."),
+        ("Update to v3.10.05 now.", "Update to version three point ten point zero five now."),
+        ("The ratio is 16:9.", "The ratio is sixteen to nine."),
+        ("They won 2:0 at home.", "They won two to zero at home."),
+        ("Meet at 3:30.", "Meet at three thirty."),                     # a clock time stays one
+        ("It is 2x faster, even 1.5x.", "It is two times faster, even one point five times."),
+        ("Open 24/7.", "Open twenty-four seven."),
+        ("Born 15.03.2024 here.", "Born 15.03.2024 here."),             # a dotted date is not a version
         # ordinals
         ("The 1st, 22nd and 103rd.", "The first, twenty-second and one hundred third."),
         ("She came 4th.", "She came fourth."),
@@ -183,7 +192,7 @@ def test_year_to_words(n: int, words: str) -> None:
         ("Title\n\nBody text", "Title. Body text."),
         ("line one\nline two", "line one line two"),
         ("well-known", "well-known"),
-        ("1.2.3", "1.2.3"),
+        ("1.2.3", "one point two point three"),   # dotted parts: a version (en_notation.py)
     ],
 )
 def test_normalize_english(text: str, expected: str) -> None:

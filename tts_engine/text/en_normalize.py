@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 
 from tts_engine.text.en_datetime import expand_dates, expand_times, starts_new_sentence
+from tts_engine.text.en_notation import expand_notations
 from tts_engine.text.en_numbers import (
     NUM,
     NUM_END,
@@ -392,6 +393,7 @@ _PASSES: tuple[Callable[[str], str], ...] = (
     _expand_phone_numbers,
     _expand_ranges,
     expand_times,
+    expand_notations,
     _expand_money,
     _expand_percentages,
     _expand_abbreviations,

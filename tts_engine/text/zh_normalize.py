@@ -113,6 +113,23 @@ def _date_iso(m: re.Match[str]) -> str:
     return _ymd(m[1], m[3], m[4])
 
 
+# "2023-2024赛季", "1998～2003年": two years, each read digit by digit.
+_YEAR_RANGE = re.compile(r"(?<![\d.])((?:1[5-9]|20)\d{2})\s?[-~～至到]\s?((?:1[5-9]|20)\d{2})(?=\s?(?:年|赛季|学年|财年))")
+# "v2.1.0", "192.168.1.1": three or more dotted parts are a version (or address), read part by part.
+_DOTTED = re.compile(r"(?<![\d.])(\d+(?:\.\d+){2,})(?![\d.])")
+# "2:0", "16:9" (not a clock time, which _TIME read first): a score or a ratio.
+_RATIO = re.compile(r"(?<![\d:.])(\d{1,3}):(\d{1,3})(?![\d:.])")
+
+
+def _dotted(m: re.Match[str]) -> str:
+    return "点".join(read_digits(p) if p.startswith("0") and len(p) > 1 else read_integer(p, liang=False)
+                    for p in m[1].split("."))
+
+
+def _ratio(m: re.Match[str]) -> str:
+    return read_integer(m[1], liang=False) + "比" + read_integer(m[2], liang=False)
+
+
 _TIME = re.compile(r"(?<![\d:])([01]?\d|2[0-4])[:](\d{2})(?::(\d{2}))?(?![\d:])")
 
 
@@ -257,10 +274,13 @@ def normalize_zh(text: str) -> str:
     text = _PHONE.sub(_phone, text)
     text = _CODE_CONTEXT.sub(_code, text)
     text = _DATE_ISO.sub(_date_iso, text)
+    text = _YEAR_RANGE.sub(lambda m: read_digits(m[1]) + "到" + read_digits(m[2]), text)
+    text = _DOTTED.sub(_dotted, text)
     text = _YEARS_CN.sub(lambda m: read_digits(m[1]) + "年代", text)
     text = _DATE_CN.sub(_date_cn, text)
     text = _YEAR_CN.sub(lambda m: read_digits(m[1]) + "年", text)
     text = _TIME.sub(_time, text)
+    text = _RATIO.sub(_ratio, text)
     text = _MONEY.sub(_money, text)
     text = _PERCENT.sub(_percent, text)
     text = re.sub(r"(" + _NUM + r")\s?元", lambda m: read_number(m[1].replace(",", "")) + "元", text)
