@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 import numpy as np
@@ -28,6 +28,7 @@ from tts_engine.timestamps import WordTiming, sentence_words, trimmed
 from .audio_request import AudioRequest, Result, Stream, cache_key
 from .claims import ClaimBook
 from .metrics import IngressMetrics
+from .renders_ahead import RendersAhead
 from .resilience import for_a_listener, once_more, replica_gone
 from .stream_store import DeferredStore, StoreGuard, StreamSink
 
@@ -112,8 +113,14 @@ class SynthesisService:
     async def render_timed(self, prepared: Prepared, transform=None) -> tuple[np.ndarray, list[WordTiming]]:
         """``render`` and the word timestamps of its audio."""
         synthesizer = self.synthesizer_for(prepared)
-        pieces = [Rendered.of(p) for p in
-                  await asyncio.gather(*[self.render_one(synthesizer, item) for item in prepared.items()])]
+        # At most request_inflight_sentences at once: see RendersAhead.
+        limit = asyncio.Semaphore(self.settings.request_inflight_sentences)
+
+        async def bounded(item: RenderItem) -> np.ndarray:
+            async with limit:
+                return await self.render_one(synthesizer, item)
+
+        pieces = [Rendered.of(p) for p in await asyncio.gather(*[bounded(item) for item in prepared.items()])]
         rate = prepared.voice.sample_rate
         audio = join_sentences([p.audio for p in pieces], rate, prepared.pause(self.settings.sentence_pause_s))
         if transform is not None:
@@ -302,39 +309,35 @@ class SynthesisService:
 
     async def _audio_chunks(self, prepared: Prepared, transform) -> AsyncIterator[np.ndarray | list[WordTiming]]:
         """The first sentence chunk by chunk (fast first audio); the rest rendered concurrently
-        once the first audio is out, and yielded in order as each is ready. Before each
-        sentence's audio: its word timestamps (a list, seconds from the stream's start).
-        A first clause cut apart (``Prepared.clause_cut``) joins the rest of its sentence with a
-        clause's pause."""
+        once the first audio is out (at most ``request_inflight_sentences`` at once), and yielded
+        in order as each is ready. Before each sentence's audio: its word timestamps (a list,
+        seconds from the stream's start). A first clause cut apart (``Prepared.clause_cut``) joins
+        the rest of its sentence with a clause's pause."""
         rate = prepared.voice.sample_rate
         items = prepared.items()
         synthesizer = self.synthesizer_for(prepared)
         whole_sentences = transform is not None or prepared.pitch != 0  # WORLD needs whole sentences
-        later: list[Awaitable[np.ndarray] | None] = []
+        ahead = RendersAhead(lambda i: synthesizer.render.remote(items[i]), len(items),
+                              self.settings.request_inflight_sentences)
         position = 0  # samples yielded so far: where the next sentence starts
         try:
-            if whole_sentences:
-                later = [synthesizer.render.remote(item) for item in items]
-            else:
+            if not whole_sentences:
                 async for chunk in self._first_sentence(synthesizer, items[0]):
                     chunk = Rendered.of(chunk)
-                    if not later:
-                        later = [None] + [synthesizer.render.remote(item) for item in items[1:]]
+                    if not ahead.started:
+                        ahead.start(1)
                         yield sentence_words(prepared.sentences[0].words, chunk, rate)
                     position += len(chunk.audio)
                     yield finish_audio(chunk.audio, rate, prepared.volume)
-                if not later:
-                    later = [None] + [synthesizer.render.remote(item) for item in items[1:]]
-            for i, pending in enumerate(later):
-                if pending is None:
-                    continue
+            ahead.start(0 if whole_sentences else 1)
+            for i in range(ahead.first, len(items)):
                 if i:
                     pause = prepared.pause_before(i, self.settings.sentence_pause_s, self.settings.clause_pause_s)
                     gap = silence(pause, rate)
                     position += len(gap)
                     yield gap
-                rendered = Rendered.of(await self.render_one(synthesizer, items[i], pending, patient=True))
-                later[i] = None
+                rendered = Rendered.of(await self.render_one(synthesizer, items[i], ahead.take(i), patient=True))
+                ahead.current = None
                 audio = rendered.audio
                 if transform is not None:
                     audio = await asyncio.to_thread(transform, audio, rate)
@@ -344,8 +347,7 @@ class SynthesisService:
                 position += len(audio)
                 yield audio
         finally:
-            for pending in later:  # the client left: don't keep replicas busy for nobody
-                _cancel(pending)
+            ahead.cancel()  # the client left: don't keep replicas busy for nobody
 
     async def _first_sentence(self, synthesizer, item: RenderItem) -> AsyncIterator[Rendered]:
         """The first sentence in decoder chunks. If its replica dies mid-way, the sentence is rendered
@@ -372,15 +374,6 @@ def _metered(req: AudioRequest, result: Result) -> Result:
     if req.meter is not None:
         req.meter(len(req.text), result.duration_s, result.cached)
     return result
-
-
-def _cancel(pending) -> None:
-    if pending is None:
-        return
-    if hasattr(pending, "cancel"):
-        pending.cancel()  # a Ray Serve DeploymentResponse
-    elif hasattr(pending, "close"):
-        pending.close()  # a bare coroutine
 
 
 async def _once(*items):

@@ -156,3 +156,81 @@ def test_stream_upload_is_aborted_when_the_client_leaves(replicas, tmp_path):
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and ".tmp-" in p.name]
     assert leftovers == []
 
+
+
+class BusySynthesizer(CountingSynthesizer):
+    """Counts how many renders of one request are in flight at once, and which are cancelled."""
+
+    def __init__(self):
+        super().__init__()
+        self.in_flight = self.most_in_flight = 0
+        self.rendered: list[int] = []
+
+    def _render(self, item):
+        self.calls += 1
+        return asyncio.ensure_future(self._busy(item))
+
+    async def _busy(self, item):
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.01)
+            self.rendered.append(len(item.ids))
+            return np.full(2205, 0.1 + 0.001 * len(item.ids), dtype=np.float32)
+        finally:
+            self.in_flight -= 1
+
+
+def _service_with(engine, tmp_path, synth, limit: int) -> SynthesisService:
+    settings = Settings(store=f"file://{tmp_path}", request_inflight_sentences=limit)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("serve_app.metrics.Counter", _NullMetric)
+        mp.setattr("serve_app.metrics.Histogram", _NullMetric)
+        return SynthesisService(settings, FakeFrontend(engine), {"piper": synth}, LocalStore(settings, tmp_path),
+                                IngressMetrics())
+
+
+LONG_TEXT = " ".join(f"Sentence number {i} is here." for i in range(40))
+
+
+def test_a_long_text_keeps_a_bounded_number_of_sentences_in_flight(engine, tmp_path):
+    """A text of many sentences must not fill the Synthesizer queue concurrent requests share
+    (a 1200-sentence text was refused 503): at most request_inflight_sentences at once, all rendered."""
+    synth = BusySynthesizer()
+    service = _service_with(engine, tmp_path, synth, limit=4)
+    result = asyncio.run(service.synthesize(request(LONG_TEXT, cache=False), want_bytes=True))
+    assert synth.calls == 40 and 1 < synth.most_in_flight <= 4
+    assert result.duration_s > 40 * 0.1
+
+
+def test_a_long_stream_keeps_a_bounded_number_of_sentences_in_flight_in_order(engine, tmp_path):
+    synth = BusySynthesizer()
+    service = _service_with(engine, tmp_path, synth, limit=4)
+
+    async def listen() -> list[float]:
+        prepared, chunks = await service.audio_stream(request(LONG_TEXT, cache=False))
+        levels = []
+        async for audio in chunks:
+            if not isinstance(audio, list) and len(audio) == 2205:   # a whole sentence (not a gap)
+                levels.append(float(audio[0]))
+        return levels, [len(item.ids) for item in prepared.items()]
+
+    levels, id_counts = asyncio.run(listen())
+    assert synth.calls == 39 and 1 < synth.most_in_flight <= 4   # the first sentence streamed apart
+    assert levels == pytest.approx([0.1 + 0.001 * n for n in id_counts[1:]])   # in the text's order
+
+
+def test_a_stream_left_early_cancels_the_renders_ahead(engine, tmp_path):
+    synth = BusySynthesizer()
+    service = _service_with(engine, tmp_path, synth, limit=4)
+
+    async def leave() -> None:
+        _prepared, chunks = await service.audio_stream(request(LONG_TEXT, cache=False))
+        async for audio in chunks:
+            if not isinstance(audio, list) and len(audio) == 2205:
+                break
+        await chunks.aclose()
+        await asyncio.sleep(0.05)
+
+    asyncio.run(leave())
+    assert synth.calls <= 5 and len(synth.rendered) < 40

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(5000, ge=1)
     max_sentence_chars: int = Field(400, ge=20, description="Longer sentences split at clause boundaries.")
     sentence_pause_s: float = Field(0.25, ge=0.0, le=2.0)
+    request_inflight_sentences: int = Field(
+        16, ge=1, description="Sentences of one request rendered at once (spread over the Synthesizer replicas); "
+                              "a long text sends the rest as these finish, so it never fills the queue that "
+                              "concurrent requests share (it was refused 503 at ~160 sentences).")
     clause_pause_s: float = Field(0.05, ge=0.0, le=2.0, description=(
         "Silence between a stream's first clause and the rest of its sentence, where the model renders "
         "them apart for an early first audio (Kokoro): with the edges each piece keeps, ~0.27 s."))
