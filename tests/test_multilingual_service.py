@@ -72,3 +72,11 @@ def test_kokoro_stream_sends_its_first_clause_before_the_rest_is_rendered(client
     # the cut's edge silence is trimmed to a clause's pause: about as long as the whole sentence
     assert abs(streamed_s - sync["duration_s"]) < 0.6, (streamed_s, sync["duration_s"])
     assert events[-1]["audio_url"] != sync["audio_url"]   # other audio, stored under its own key
+
+
+def test_japanese_with_a_chinese_only_kanji_is_spoken_not_a_500(client):
+    # pyopenjtalk-plus wanted a Sudachi dictionary we do not install for 你: it was a 500.
+    resp = client.post("/v1/tts", json={"text": "こんにちは你好", "response": "binary", "format": "wav", "cache": False})
+    assert resp.status_code == 200, resp.text
+    audio, rate = decode(resp.content)
+    assert len(audio) / rate > 0.5

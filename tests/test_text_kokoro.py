@@ -229,6 +229,10 @@ def test_acronym_detection() -> None:
         ("気温は-5度", "mainasɨ"),
         ("学校に行きます", "ɡaʔkoː"),
         ("番号は12345678901234567890です", "iʨi ɲiː saɴ"),  # OpenJTalk leaves such digits; read one by one
+        # kanji OpenJTalk's dictionary lacks (Chinese-only 你): their Unihan reading; with the text,
+        # pyopenjtalk-plus reached for Sudachi's dictionary, which is not installed, and raised
+        ("こんにちは你好", "koɲɲiʨiβa ʥikoː"),
+        ("龘という字", "toː to iɯ ʥi"),
     ],
 )
 def test_japanese_readings(ph: KokoroPhonemizer, text: str, fragment: str) -> None:

