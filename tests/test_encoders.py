@@ -286,3 +286,32 @@ def test_decode_bounds_length() -> None:
         decode(encode(sine(), SR, "flac"), max_seconds=0.5)
     assert len(decode(encode(sine(), SR, "flac"), max_seconds=2)[0]) == SR
 
+
+
+def _pcm_wav(channels: int, seconds: float = 0.5, rate: int = 16000) -> tuple[bytes, np.ndarray]:
+    """A plain PCM WAV (no channel mask) with the same tone on every channel, and that tone."""
+    tone = (0.3 * np.sin(2 * np.pi * 150 * np.arange(int(rate * seconds)) / rate)).astype(np.float32)
+    data = (np.repeat(tone[:, None], channels, axis=1) * 32767).astype("<i2").tobytes()
+    header = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
+              + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * channels * 2, channels * 2, 16)
+              + b"data" + struct.pack("<I", len(data)))
+    return header + data, tone
+
+
+@pytest.mark.parametrize("channels", [1, 2, 6, 8, 9, 16, 64])
+def test_decode_downmixes_any_channel_count(channels: int) -> None:
+    """PyAV reported a wrong plane count for planar frames of 8+ channels and reading them
+    crashed the process (an 8-channel WAV upload killed the ingress): decoded packed now.
+    Run in a child process so a crash fails this test, not the whole session."""
+    import subprocess
+    import sys
+
+    data, tone = _pcm_wav(channels)
+    code = ("import sys, numpy as np; from tts_engine.audio.encoders import decode; "
+            "a, r = decode(sys.stdin.buffer.read()); np.save(sys.stdout.buffer, np.append(a, r))")
+    done = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()[-500:]
+    out = np.load(io.BytesIO(done.stdout))
+    audio, rate = out[:-1], int(out[-1])
+    assert rate == 16000 and len(audio) == len(tone)
+    assert np.abs(audio - tone).max() < 1e-3    # the plain mean of identical channels is the tone

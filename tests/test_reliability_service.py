@@ -260,6 +260,12 @@ def test_error_fields_and_shapes(http):
     assert_json_error(broken, 400, field="body")
     not_audio = http.post("/v1/voices", files={"audio": ("a.wav", b"this is not audio" * 100)}, data={"name": "n"})
     assert_json_error(not_audio, 415, field="audio")
+    # an 8-channel WAV crashed the ingress process in PyAV (a 500 from Serve's proxy); 1 s: too short
+    from tests.test_encoders import _pcm_wav
+    eight, _tone = _pcm_wav(8, seconds=1.0)
+    assert_json_error(http.post("/v1/voices", files={"audio": ("a.wav", eight)}, data={"name": "n"}), 422, field="audio")
+    assert_json_error(http.post("/v1/tts", files={"reference_audio": ("a.wav", eight)}, data={"text": "Hi."}), 422,
+                      field="reference_audio")
     assert_json_error(http.post("/v1/tts", json={"text": "hi", "speaker": False}), 422, field="speaker")
     assert_json_error(http.post("/v1/tts", json={"text": "9" * 4000}), 413, field="text")
     wrong = http.put("/v1/voices/vx_0123456789abcdef")

@@ -168,9 +168,9 @@ def _decoded_mono(
     chunks: list[np.ndarray] = []
     rate = stream.codec_context.sample_rate or 0
     total = 0
-    for frame in _planar_float_frames(container, stream):
+    for frame in _packed_float_frames(container, stream):
         rate = frame.sample_rate
-        chunk = frame.to_ndarray().mean(axis=0, dtype=np.float32)
+        chunk = _mono(frame)
         total += len(chunk)
         if max_seconds is not None and total > max_seconds * rate:
             raise PayloadTooLarge(f"audio is longer than {max_seconds:g} s")
@@ -178,15 +178,24 @@ def _decoded_mono(
     return chunks, rate
 
 
-def _planar_float_frames(
+def _packed_float_frames(
     container: av.container.InputContainer, stream: av.audio.stream.AudioStream
 ) -> Iterator[av.AudioFrame]:
-    # Planar float keeps channels apart so the downmix is a plain mean, whatever
-    # sample format the decoder emits (some switch formats mid-stream).
-    converter = av.AudioResampler(format="fltp")
+    # Packed (interleaved) float, whatever sample format the decoder emits (some switch formats
+    # mid-stream): one buffer per frame. Planar frames of 8 or more channels report a wrong plane
+    # count in PyAV, and reading them (to_ndarray) crashed the process: an 8-channel WAV upload
+    # killed the ingress replica.
+    converter = av.AudioResampler(format="flt")
     for frame in container.decode(stream):
         yield from converter.resample(frame)
     yield from converter.resample(None)
+
+
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    """The plain mean of a packed float frame's channels."""
+    channels = max(1, len(frame.layout.channels))
+    samples = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples * channels)
+    return samples.reshape(-1, channels).mean(axis=1, dtype=np.float32)
 
 
 class StreamEncoder:
