@@ -134,6 +134,12 @@ def test_zh_normalization_keeps_text_without_numbers() -> None:
         ("一点儿", ["yi4", "dianr3"]),  # erhua
         ("哪儿", ["nar3"]),
         ("女儿", ["nv3", "er2"]),  # not erhua
+        ("奶奶", ["nai3", "nai5"]),  # a reduplication: the second syllable neutral
+        ("妈妈们", ["ma1", "ma5", "men5"]),
+        ("银行行长", ["yin2", "hang2", "hang2", "zhang3"]),  # 行|行 only meet across a word edge
+        ("好好学习", ["hao2", "hao3", "xue2", "xi2"]),
+        ("天天向上", ["tian1", "tian1", "xiang4", "shang4"]),  # an idiom's 上 is a direction
+        ("桌子上", ["zhuo1", "zi5", "shang4"]),
     ],
 )
 def test_zh_pinyin(zh: ChineseG2P, text: str, expected: list[str]) -> None:

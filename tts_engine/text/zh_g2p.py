@@ -121,6 +121,32 @@ def _syllable_phonemes(syllable: str) -> str:
     return syllable
 
 
+# What may follow a reduplication inside one jieba word and keep it one: 妈妈们, 宝宝的, 星星儿.
+_REDUPLICATION_SUFFIXES = set("们儿的地得子")
+
+
+def _sandhi_pos(word: str, pos: str) -> str:
+    """The part of speech the neutral-tone rules see. Their reduplication rule (奶奶, 看看: second
+    syllable neutral) fires on any repeated character of a noun/verb/adjective word, but jieba
+    keeps longer words whose repeat only meets across a word edge (银行|行长 -> "hang5 zhang3",
+    好好|学习); and their locative rule (桌上 -> "shang5") fires on four-character idioms that
+    end in 上/下 as a direction (天天向上, 七上八下). There the word is shown as a status word
+    ("z"), which no neutral-tone rule of a plain word matches."""
+    repeats = [j for j in range(1, len(word)) if word[j] == word[j - 1]]
+    if repeats and len(word) > 2 and not _is_reduplication(word):
+        return "z"
+    if pos == "l" and len(word) >= 4 and word[-1] in "上下":
+        return "z"
+    return pos
+
+
+def _is_reduplication(word: str) -> bool:
+    """AA, AABB (高高兴兴), or AA with a suffix (妈妈们)."""
+    if len(word) == 4 and word[0] == word[1] and word[2] == word[3]:
+        return True
+    return word[0] == word[1] and all(ch in _REDUPLICATION_SUFFIXES for ch in word[2:])
+
+
 class ChineseG2P:
     """Mandarin text (one sentence or clause; may contain English) -> Kokoro tokens."""
 
@@ -146,7 +172,7 @@ class ChineseG2P:
         for i, ch in enumerate(word):
             if ch == "嗯":
                 syllables[i] = "n2"
-        syllables = sandhi.modified_tone(word, pos, syllables)
+        syllables = sandhi.modified_tone(word, _sandhi_pos(word, pos), syllables)
         if self.erhua:
             syllables = self._erhua(word, pos, syllables)
         return syllables
