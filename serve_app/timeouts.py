@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from ray.exceptions import TaskCancelledError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tts_engine.errors import VoxServeError
@@ -60,8 +61,6 @@ async def _disconnect_if_cancelled(receive: Receive) -> Message:
     proxy cancels a request whose client left, and the waiting receive() of Starlette's disconnect
     listener then raised TaskCancelledError inside a streaming response: asyncio logged a traceback
     ("exception was never retrieved") for about one stream in four that clients left under load."""
-    from ray.exceptions import TaskCancelledError
-
     try:
         return await receive()
     except TaskCancelledError:

@@ -133,7 +133,7 @@ class Prepared:
     @property
     def clause_cut(self) -> bool:
         """Whether the first piece is the first clause of a sentence whose rest is the second piece
-        (a stream's early first audio): they join with a clause's pause, their edge silences trimmed."""
+        (a stream's early first audio): they join with a clause's pause (``pause_before``)."""
         return self.split == FIRST_CLAUSE
 
     @property

@@ -52,24 +52,16 @@ def loud_frames(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return rms > max(float(rms.max()) * 10 ** (SILENCE_DB / 20), 1e-5)
 
 
-def without_trailing_silence(piece: Rendered, sample_rate: int, keep_s: float) -> Rendered:
-    """``piece`` ending ``keep_s`` after its last loud frame."""
+def speech_trimmed(piece: Rendered, sample_rate: int, lead_keep_s: float, tail_keep_s: float) -> Rendered:
+    """``piece`` from ``lead_keep_s`` before its first loud frame to ``tail_keep_s`` after its last
+    (all of it when nothing is loud); its durations are cut and shifted with it."""
     loud = loud_frames(piece.audio, sample_rate)
     if not loud.any():
         return piece
     hop = max(1, int(FRAME_S * sample_rate))
-    end = min(len(piece.audio), (len(loud) - int(np.argmax(loud[::-1]))) * hop + int(keep_s * sample_rate))
-    return Rendered(piece.audio[:end], *_durations_within(piece.durations, piece.offset, 0, end))
-
-
-def without_leading_silence(piece: Rendered, sample_rate: int, keep_s: float) -> Rendered:
-    """``piece`` starting ``keep_s`` before its first loud frame; its durations shift with it."""
-    loud = loud_frames(piece.audio, sample_rate)
-    if not loud.any():
-        return piece
-    hop = max(1, int(FRAME_S * sample_rate))
-    start = max(0, int(np.argmax(loud)) * hop - int(keep_s * sample_rate))
-    return Rendered(piece.audio[start:], *_durations_within(piece.durations, piece.offset, start, len(piece.audio)))
+    start = max(0, int(np.argmax(loud)) * hop - int(lead_keep_s * sample_rate))
+    end = min(len(piece.audio), (len(loud) - int(np.argmax(loud[::-1]))) * hop + int(tail_keep_s * sample_rate))
+    return Rendered(piece.audio[start:end], *_durations_within(piece.durations, piece.offset, start, end))
 
 
 def _durations_within(durations: tuple[int, ...] | None, offset: int, start: int,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tts_engine.audio.assembly import without_leading_silence, without_trailing_silence
+from tts_engine.audio.assembly import speech_trimmed
 from tts_engine.models.kokoro.assembly import (
     MODEL_FILENAME,
     assemble_kokoro_onnx,
@@ -149,8 +149,7 @@ def timed(audio: np.ndarray, token_frames: np.ndarray) -> Rendered:
 
 def trimmed_edges(piece: Rendered) -> Rendered:
     """``piece`` without the silence beyond ``LEAD_KEEP_S`` / ``TAIL_KEEP_S`` at its edges (durations shift with it)."""
-    piece = without_trailing_silence(piece, SAMPLE_RATE, TAIL_KEEP_S)
-    return without_leading_silence(piece, SAMPLE_RATE, LEAD_KEEP_S)
+    return speech_trimmed(piece, SAMPLE_RATE, LEAD_KEEP_S, TAIL_KEEP_S)
 
 
 def in_chunks(piece: Rendered, first: int, size: int) -> Iterator[Rendered]:

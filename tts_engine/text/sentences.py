@@ -114,10 +114,8 @@ def clauses(sentence: str) -> list[str]:
 def ends_with_clause_mark(piece: str) -> bool:
     """Whether ``piece`` ends at a clause mark (the rest of its sentence follows), not a sentence end."""
     stripped = piece.rstrip()
-    match = None
-    for match in _CLAUSE_END.finditer(stripped + " "):
-        pass
-    return match is not None and match.end() == len(stripped)
+    # Every clause mark is one character; a Latin one counts only before a space, hence the " ".
+    return bool(stripped) and _CLAUSE_END.match(stripped[-1] + " ") is not None
 
 
 def _fitted(sentence: str, max_chars: int) -> list[str]:

@@ -132,7 +132,7 @@ def _sandhi_pos(word: str, pos: str) -> str:
     好好|学习); and their locative rule (桌上 -> "shang5") fires on four-character idioms that
     end in 上/下 as a direction (天天向上, 七上八下). There the word is shown as a status word
     ("z"), which no neutral-tone rule of a plain word matches."""
-    repeats = [j for j in range(1, len(word)) if word[j] == word[j - 1]]
+    repeats = any(word[j] == word[j - 1] for j in range(1, len(word)))
     if repeats and len(word) > 2 and not _is_reduplication(word):
         return "z"
     if pos == "l" and len(word) >= 4 and word[-1] in "上下":
