@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tts_engine.models.upsampling import PolyphaseConvTranspose1d
+
 LRELU_SLOPE = 0.1
 
 
@@ -170,15 +172,16 @@ class ChannelsLastConv1d(nn.Conv1d):
         return y.squeeze(2)
 
 
-class ChannelsLastConvTranspose1d(nn.ConvTranspose1d):
-    """nn.ConvTranspose1d (no output_padding) computed channels-last on CPU (see above)."""
+class ChannelsLastConvTranspose1d(PolyphaseConvTranspose1d):
+    """nn.ConvTranspose1d (no output_padding) computed channels-last on CPU (see above): HiFi-GAN's
+    shape (kernel = 2 x stride) as a polyphase convolution, others as a transposed one."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.weight = _store_time_major(self.weight)
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        if x.device.type != "cpu" or output_size is not None:
+        if x.device.type != "cpu" or output_size is not None or self.is_polyphase():
             return super().forward(x, output_size)
         y = F.conv_transpose2d(_channels_last_4d(x), self.weight.unsqueeze(2), self.bias, (1, self.stride[0]),
                                (0, self.padding[0]), (0, self.output_padding[0]), self.groups,
