@@ -29,7 +29,7 @@ import tts_engine.models.fastpath as fastpath  # noqa: E402
 
 if MODE in ("old", "nomkldnn"):
     fastpath._TRIM_THRESHOLD, fastpath._ARENA_MAX = 1 << 30, 0   # 0: glibc's own default (8 per core)
-    fastpath.ONEDNN_CACHE_CAPACITY = "1024"
+    os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = "1024"  # the old default
 if MODE == "nomkldnn":
     torch.backends.mkldnn.enabled = False
 torch.set_num_threads(1)
@@ -50,7 +50,7 @@ def main() -> None:
     print(MODE, "start RSS MB", proc.memory_info().rss >> 20, flush=True)
 
     def job(p):
-        out = engine.render_batch(p.voice.id, [(s.ids, n, None) for s, n in zip(p.sentences, p.noise)])
+        out = engine.render_batch(p.voice.id, p.items())
         if MODE == "current+trim":
             fastpath.release_freed_memory()
         return out

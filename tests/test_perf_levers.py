@@ -59,3 +59,50 @@ def test_kokoro_bf16_decoder_is_the_default_with_its_own_cache_identity():
     # the output stage (conv_post, iSTFT) stays float32: ~0.4 dB instead of ~1.1 dB all-bf16
     assert bf16.model(voice).model.decoder.generator.conv_post.weight.dtype == torch.float32
     assert logmel_distance(got, ref) <= 0.6
+
+
+# --------------------------------------------------------------------------- shape buckets
+
+def test_bucketed_widths_cover_and_are_few():
+    from tts_engine.models.shape_buckets import bucketed
+
+    widths = range(1, 3000)
+    sizes = {bucketed(w, 8) for w in widths}
+    for w in widths:
+        b = bucketed(w, 8)
+        assert w <= b <= w * 9 / 8 + 1      # at most 1/8 more work
+        assert bucketed(b, 8) == b           # a bucket is its own bucket
+    assert len([s for s in sizes if 512 <= s < 1024]) == 8   # 8 sizes per octave
+    assert len(sizes) < 100
+    assert all(bucketed(w, 0) == w for w in widths)           # 0: exact widths
+
+
+def test_bucketed_widths_give_the_audio_of_exact_widths(engine):
+    """Padding tokens and frames to a bucket is masked: sync, batch and stream audio are the exact
+    widths' (float summation order aside), for every length, with random noise drawn alike."""
+    from tts_engine.models.protocol import StreamChunking
+
+    model = engine.model(engine.settings.default_voice)
+    assert model.vits.width_buckets == 8   # the default on CPU
+    texts = ["Ok.", "Hello there, friend.", "The quick brown fox jumps over the lazy dog, twice.",
+             "Peter Piper picked a peck of pickled peppers; how many pickled peppers did he pick?"]
+    items = [item for t in texts for item in engine.prepare(t, SynthesisOptions(seed=7)).items()]
+    chunking = StreamChunking(0.2, 0.8, 0.2)
+
+    def renders():
+        return ([model.render_batch([item])[0] for item in items], model.render_batch(items),
+                [np.concatenate([r.audio for r in model.render_stream(item, chunking)]) for item in items])
+
+    bucketed_runs = renders()
+    model.vits.width_buckets = 0
+    try:
+        exact_runs = renders()
+    finally:
+        model.vits.width_buckets = 8
+    for got, want in zip(bucketed_runs[0] + bucketed_runs[1], exact_runs[0] + exact_runs[1]):
+        assert got.audio.shape == want.audio.shape
+        assert got.durations == want.durations
+        assert np.abs(got.audio - want.audio).max() <= 1e-4
+    for got, want in zip(bucketed_runs[2], exact_runs[2]):
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() <= 1e-4

@@ -184,7 +184,8 @@ class TTSEngine:
         if self.settings.torch_threads:
             torch.set_num_threads(self.settings.torch_threads)
         if self.device.type == "cpu":
-            keep_freed_memory_mapped()  # no page faults on the vocoder's large buffers (see fastpath.py)
+            # No page faults on the vocoder's large buffers; a bounded oneDNN cache (see fastpath.py).
+            keep_freed_memory_mapped(self.settings.onednn_primitive_cache)
 
     # ------------------------------------------------------------------ the simple API
 

@@ -112,6 +112,16 @@ class Settings(BaseSettings):
                           "and ~0.4 dB log-mel (Kokoro) from float32; Kokoro's Mandarin CER 0.061 instead of "
                           "0.054 (docs/BENCHMARKS.md). false: float32, within 1e-3 of the reference graphs. "
                           "Part of cache keys.")
+    width_buckets_per_octave: int = Field(
+        8, ge=0, le=64, description="Piper voices compute each sentence's token and frame widths rounded up to this "
+                                    "many sizes per octave (at most 1/N more work), so oneDNN reuses the convolutions "
+                                    "it built for an earlier sentence instead of building ~25 new ones (~15% of a "
+                                    "render). 0: exact widths. The audio is the same (masked padding).")
+    onednn_primitive_cache: int = Field(
+        256, ge=1, description="oneDNN primitives a process keeps built (ONEDNN_PRIMITIVE_CACHE_CAPACITY, unless the "
+                               "operator set it; read once, at the first convolution). Each holds buffers that grow "
+                               "with its width (~0.5 MB for a 4 s sentence's vocoder layers): oneDNN's default 1024 "
+                               "grew a replica to gigabytes (issue 9).")
 
     # --- voice cloning -----------------------------------------------------------
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)

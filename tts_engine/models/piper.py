@@ -110,6 +110,8 @@ class PiperFamily:
 
     def load(self, voice: VoiceInfo, device: str) -> PiperModel:
         vits = load_vits(voice.model_path).to(device)
+        if torch.device(device).type == "cpu":  # oneDNN's per-shape builds; CUDA has no such cost
+            vits.width_buckets = self.settings.width_buckets_per_octave
         if self.settings.fp16 and torch.device(device).type == "cuda":
             vits.dec.half()  # the vocoder dominates run time and tolerates fp16
         if self.settings.cpu_bf16_vocoder and torch.device(device).type == "cpu" and cpu_has_bf16():

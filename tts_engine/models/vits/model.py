@@ -22,7 +22,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from tts_engine.models.shape_buckets import bucketed
 
 from .config import VitsConfig
 from .duration import StochasticDurationPredictor
@@ -56,9 +59,13 @@ class NoiseSpec:
 
 
 class Vits(nn.Module):
-    def __init__(self, cfg: VitsConfig) -> None:
+    """``width_buckets``: token and frame widths are computed rounded up to this many sizes per
+    octave (``shape_buckets.py``); 0 computes every width exactly."""
+
+    def __init__(self, cfg: VitsConfig, width_buckets: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
+        self.width_buckets = width_buckets
         self.enc_p = TextEncoder(cfg)
         self.dp = StochasticDurationPredictor(cfg)
         self.flow = ResidualCouplingBlock(cfg)
@@ -102,21 +109,23 @@ class Vits(nn.Module):
         b, t = ids.shape
         specs = _per_item(noise, b)
         device = ids.device
+        ids = F.pad(ids, (0, bucketed(t, self.width_buckets) - t))  # masked beyond lengths
         x, mean, log_std, x_mask = self.enc_p(ids, lengths)
         g = self.speaker_conditioning(speaker_ids, b)
         dtype = x.dtype
 
-        dp_noise = _stack_noise([(2, int(n)) for n in lengths], specs, device, dtype, t, "noise_w")
+        dp_noise = _stack_noise([(2, int(n)) for n in lengths], specs, device, dtype, ids.shape[1], "noise_w")
         log_w = self.dp(x, x_mask, dp_noise, g=g)
         length_scale = torch.tensor([s.length_scale for s in specs], device=device, dtype=dtype)
         durations = torch.ceil(torch.exp(log_w) * x_mask * length_scale[:, None, None]).squeeze(1)
         frame_lengths = durations.sum(-1).clamp_min(1).long()
-        frames = int(frame_lengths.max())
+        longest = int(frame_lengths.max())
+        frames = bucketed(longest, self.width_buckets)
 
         # Length regulation: frame f of item b takes token idx = #tokens whose cumulative end <= f.
         ends = torch.cumsum(durations, dim=-1)
         steps = torch.arange(frames, device=device, dtype=dtype)
-        token = (steps[None, :, None] >= ends[:, None, :]).sum(-1).clamp_max(t - 1)
+        token = (steps[None, :, None] >= ends[:, None, :]).sum(-1).clamp_max(ids.shape[1] - 1)
         frame_mask = sequence_mask(frame_lengths, frames).unsqueeze(1).to(dtype)
         gather = token.unsqueeze(1).expand(-1, mean.shape[1], -1)
         mean_f = mean.gather(2, gather) * frame_mask
@@ -125,7 +134,7 @@ class Vits(nn.Module):
         eps = _stack_noise([(mean.shape[1], int(n)) for n in frame_lengths], specs, device, dtype, frames, "noise_scale")
         z_p = mean_f + eps * torch.exp(log_std_f)
         z = self.flow(z_p, frame_mask, g=g) * frame_mask
-        return z, frame_lengths, durations.long()
+        return z[:, :, :longest], frame_lengths, durations[:, :t].long()
 
     @torch.inference_mode()
     def vocoder(
@@ -133,14 +142,19 @@ class Vits(nn.Module):
     ) -> Tensor:
         """Latent [B, inter, frames] -> audio [B, frames * hop]; pass frame_lengths for padded batches."""
         dec_dtype = self.dec.conv_pre.weight.dtype
+        width = z.shape[-1]
+        padded = bucketed(width, self.width_buckets)
         mask = None
-        if frame_lengths is not None and z.shape[0] > 1:
+        if padded > width or (frame_lengths is not None and z.shape[0] > 1):
+            if frame_lengths is None:
+                frame_lengths = torch.full((z.shape[0],), width, device=z.device)
             # In the decoder's dtype: a float32 mask would lift a bfloat16 decoder's activations back
             # to float32 (a padded batch on the bf16 CPU vocoder failed in its first convolution).
-            mask = sequence_mask(frame_lengths, z.shape[-1]).unsqueeze(1).to(dec_dtype)
+            mask = sequence_mask(frame_lengths, padded).unsqueeze(1).to(dec_dtype)
+            z = F.pad(z, (0, padded - width))
         g = self.speaker_conditioning(speaker_ids, z.shape[0])
         audio = self.dec(z.to(dec_dtype), mask, g=None if g is None else g.to(dec_dtype))
-        return audio.float()
+        return audio[:, : width * self.hop].float()
 
     def vocoder_stream(
         self,
