@@ -32,7 +32,7 @@ def engine():
     from tts_engine.settings import Settings
 
     # float32: the numerics the parity tests hold to ONNX Runtime's (the bf16 default is tested on its own)
-    return TTSEngine(Settings(device="cpu", cpu_bf16_vocoder=False))
+    return TTSEngine(Settings(device="cpu", cpu_bf16_vocoder=False, cpu_bf16_flow=False))
 
 
 @pytest.fixture(scope="session")

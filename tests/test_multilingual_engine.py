@@ -86,7 +86,7 @@ def test_cache_identity_keeps_piper_fields_and_adds_family_version(ml_engine):
     piper = ml_engine.prepare("Hello.", SynthesisOptions())
     kokoro = ml_engine.prepare("你好。", SynthesisOptions(speed=1.25))
     assert set(piper.control_identity) == {"length_scale", "noise_scale", "noise_w"}
-    assert piper.model_version.startswith("vits-torch-1-bf16:")   # the default; float32 keys: test_perf_levers
+    assert piper.model_version.startswith("vits-torch-1-bf16-bf16flow:")   # the default; float32 keys: test_perf_levers
     assert kokoro.model_version.startswith("kokoro-2-")
     assert kokoro.control_identity["length_scale"] == pytest.approx(0.8)
 

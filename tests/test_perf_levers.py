@@ -17,7 +17,7 @@ TEXT = "The quick brown fox jumps over the lazy dog near the quiet river bank."
 
 @pytest.mark.skipif(not cpu_has_bf16(), reason="no native bfloat16 on this CPU")
 def test_bf16_vocoder_stays_close_to_float32_and_has_its_own_cache_identity(engine):
-    bf16 = TTSEngine(Settings(device="cpu", model_families=["piper"]))    # the default
+    bf16 = TTSEngine(Settings(device="cpu", model_families=["piper"], cpu_bf16_flow=False))
     voice = engine.settings.default_voice
     assert bf16.model(voice).vits.dec.conv_pre.weight.dtype == torch.bfloat16
     assert engine.model(voice).vits.dec.conv_pre.weight.dtype == torch.float32  # cpu_bf16_vocoder=False
@@ -40,6 +40,25 @@ def test_bf16_vocoder_stays_close_to_float32_and_has_its_own_cache_identity(engi
     for b, s in zip(batch, singles):
         noise = np.sqrt(np.mean((b.audio - s.audio) ** 2)) / np.sqrt(np.mean(s.audio ** 2))
         assert 20 * np.log10(1 / max(noise, 1e-12)) > 30   # bf16 rounding differs by batch shape
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="no native bfloat16 on this CPU")
+def test_bf16_flow_is_the_default_keeps_lengths_and_stays_close(engine):
+    """The flow's WaveNets in bf16 (the flow's signal float32): same durations, close audio, own keys."""
+    both = TTSEngine(Settings(device="cpu", model_families=["piper"]))    # the defaults
+    vocoder_only = TTSEngine(Settings(device="cpu", model_families=["piper"], cpu_bf16_flow=False))
+    voice = engine.settings.default_voice
+    coupling = both.model(voice).vits.flow.flows[0]
+    assert coupling.enc.in_layers[0].weight.dtype == torch.bfloat16
+    assert vocoder_only.model(voice).vits.flow.flows[0].pre.weight.dtype == torch.float32
+    assert len({both.model_version(voice), vocoder_only.model_version(voice), engine.model_version(voice)}) == 3
+    for text in (TEXT, "Please call Stella and ask her to bring these things with her from the store."):
+        ref = vocoder_only.synthesize(text, seed=3).audio
+        got = both.synthesize(text, seed=3).audio
+        assert got.dtype == np.float32 and got.shape == ref.shape   # the flow comes after the durations
+        assert logmel_distance(got, ref) < 1.0                      # measured 0.3 dB
+        err = got - ref
+        assert 20 * np.log10(np.sqrt(np.mean(ref**2)) / np.sqrt(np.mean(err**2))) > 12   # measured median 26 dB
 
 
 def test_kokoro_bf16_decoder_is_the_default_with_its_own_cache_identity():

@@ -112,6 +112,11 @@ class Settings(BaseSettings):
                           "and ~0.4 dB log-mel (Kokoro) from float32; Kokoro's Mandarin CER 0.061 instead of "
                           "0.054 (docs/BENCHMARKS.md). false: float32, within 1e-3 of the reference graphs. "
                           "Part of cache keys.")
+    cpu_bf16_flow: bool = Field(
+        True, description="Piper voices' flow (its WaveNets; the flow's signal stays float32) in bfloat16 too, under "
+                          "the same CPU condition as cpu_bf16_vocoder: ~40% less flow time (~10% of a render at one "
+                          "thread), at 0.32 dB log-mel from the float32 flow, median SNR 26 dB, the same lengths and "
+                          "Whisper WER on 20 sentences (docs/BENCHMARKS.md). Part of cache keys.")
     width_buckets_per_octave: int = Field(
         8, ge=0, le=64, description="Piper voices compute each sentence's token and frame widths rounded up to this "
                                     "many sizes per octave (at most 1/N more work), so oneDNN reuses the convolutions "

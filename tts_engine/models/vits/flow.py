@@ -66,9 +66,17 @@ class ResidualCouplingLayer(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor, g: Tensor | None = None) -> Tensor:
         x0, x1 = torch.split(x, [self.half, self.half], dim=1)
-        h = self.enc(self.pre(x0) * mask, mask, g=g)
-        shift = self.post(h) * mask
+        shift = self._shift(x0, mask, g)
         return torch.cat([x0, (x1 - shift) * mask], dim=1)
+
+    def _shift(self, x0: Tensor, mask: Tensor, g: Tensor | None) -> Tensor:
+        """The WaveNet's predicted shift, in the WaveNet's dtype and returned in x0's: a bfloat16
+        WaveNet (``PiperFamily``) computes the shift while the flow's signal stays float32."""
+        signal_dtype, dtype = x0.dtype, self.pre.weight.dtype
+        if dtype != signal_dtype:
+            x0, mask, g = x0.to(dtype), mask.to(dtype), None if g is None else g.to(dtype)
+        h = self.enc(self.pre(x0) * mask, mask, g=g)
+        return (self.post(h) * mask).to(signal_dtype)
 
 
 class ResidualCouplingBlock(nn.Module):
