@@ -125,3 +125,22 @@ def test_bucketed_widths_give_the_audio_of_exact_widths(engine):
     for got, want in zip(bucketed_runs[2], exact_runs[2]):
         assert got.shape == want.shape
         assert np.abs(got - want).max() <= 1e-4
+
+
+@pytest.mark.parametrize("family, expected", [("piper", "256"), ("kokoro", "16")])
+def test_primitive_cache_is_sized_by_the_first_family_a_process_loads(family, expected):
+    """Piper's bucketed widths reuse built primitives; Kokoro's pieces cannot, so a Kokoro replica
+    keeps oneDNN's cache small (each primitive's buffers grow with its width). In a child process:
+    oneDNN reads the capacity once per process."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os\nfrom tts_engine.engine import TTSEngine\nfrom tts_engine.settings import Settings\n"
+            f"e = TTSEngine(Settings(device='cpu', model_families=['{family}']))\n"
+            "e.model(e.voices.list()[0].id)\n"
+            "print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])\n")
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == expected

@@ -22,7 +22,7 @@ import torch
 
 from tts_engine.audio.assembly import finish_audio, join_sentences, silence
 from tts_engine.errors import InvalidInput, TextTooLong, UnsupportedLanguage
-from tts_engine.models.fastpath import keep_freed_memory_mapped
+from tts_engine.models.fastpath import SMALL_PRIMITIVE_CACHE, bound_primitive_cache, keep_freed_memory_mapped
 from tts_engine.models.protocol import ModelFamily, Rendered, RenderItem, SpeechModel, StreamChunking
 from tts_engine.models.registry import model_families
 from tts_engine.text.sentences import ends_with_clause_mark
@@ -184,8 +184,7 @@ class TTSEngine:
         if self.settings.torch_threads:
             torch.set_num_threads(self.settings.torch_threads)
         if self.device.type == "cpu":
-            # No page faults on the vocoder's large buffers; a bounded oneDNN cache (see fastpath.py).
-            keep_freed_memory_mapped(self.settings.onednn_primitive_cache)
+            keep_freed_memory_mapped()  # no page faults on the vocoder's large buffers (see fastpath.py)
 
     # ------------------------------------------------------------------ the simple API
 
@@ -265,7 +264,11 @@ class TTSEngine:
         with self._lock:
             if voice_id not in self._models:
                 voice = self.voices.get(voice_id)
-                self._models[voice_id] = self.families[voice.family].load(voice, str(self.device))
+                family = self.families[voice.family]
+                if self.device.type == "cpu" and not self._models:  # before this process's first convolution
+                    bound_primitive_cache(self.settings.onednn_primitive_cache if family.reuses_built_shapes
+                                          else SMALL_PRIMITIVE_CACHE)
+                self._models[voice_id] = family.load(voice, str(self.device))
             return self._models[voice_id]
 
     def render_batch(self, voice_id: str, items: Sequence[RenderItem]) -> list[Rendered]:

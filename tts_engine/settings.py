@@ -123,10 +123,12 @@ class Settings(BaseSettings):
                                     "it built for an earlier sentence instead of building ~25 new ones (~15% of a "
                                     "render). 0: exact widths. The audio is the same (masked padding).")
     onednn_primitive_cache: int = Field(
-        256, ge=1, description="oneDNN primitives a process keeps built (ONEDNN_PRIMITIVE_CACHE_CAPACITY, unless the "
-                               "operator set it; read once, at the first convolution). Each holds buffers that grow "
-                               "with its width (~0.5 MB for a 4 s sentence's vocoder layers): oneDNN's default 1024 "
-                               "grew a replica to gigabytes (issue 9).")
+        256, ge=1, description="oneDNN primitives a process whose first model is a Piper voice keeps built "
+                               "(ONEDNN_PRIMITIVE_CACHE_CAPACITY, unless the operator set it; read once, at the first "
+                               "convolution); other processes (a Kokoro replica: every piece has its own widths, "
+                               "nothing to reuse) keep 16. Each holds buffers that grow with its width (~0.5 MB for "
+                               "a 4 s sentence's vocoder layers): oneDNN's default 1024 grew a replica to gigabytes "
+                               "(issue 9).")
 
     # --- voice cloning -----------------------------------------------------------
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)

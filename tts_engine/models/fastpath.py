@@ -15,8 +15,9 @@ That trade made a long-running process grow without bound (issue 9: ~7 GB per Sy
 after repeated bursts). Measured causes and their bounds (bench/memory_engine.py, bench/serve_memory.py, docs/BENCHMARKS.md):
 
 * oneDNN's primitive cache (1024 primitives by default, each with JIT code and buffers) fills with
-  one entry per distinct sentence length: ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` is bounded
-  (``Settings.onednn_primitive_cache``, set before the first convolution), and Piper's widths are
+  one entry per distinct sentence length: ``bound_primitive_cache`` sets
+  ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` before the first convolution: 16, or
+  ``Settings.onednn_primitive_cache`` in a process that serves Piper first, whose widths are
   rounded to a few sizes (``shape_buckets.py``) so that the entries kept are reused.
 * glibc keeps one arena per thread that ever allocated (up to 8 per core), each holding its own
   freed memory: ``M_ARENA_MAX`` is 2.
@@ -39,19 +40,23 @@ _M_ARENA_MAX = -8
 _MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc rejects larger values on 64-bit (HEAP_MAX_SIZE / 2)
 _TRIM_THRESHOLD = 128 * 2**20
 _ARENA_MAX = 2
+SMALL_PRIMITIVE_CACHE = 16  # enough for the reuse within one render (its chunks, repeated layers)
 
 _lock = threading.Lock()
 _done: bool | None = None
 
 
-def keep_freed_memory_mapped(primitive_cache: int = 256) -> bool:
-    """Tune glibc malloc and bound oneDNN's primitive cache as described above; True if the malloc
-    tuning is in effect (False off glibc/Linux)."""
+def bound_primitive_cache(capacity: int) -> None:
+    """Keep at most ``capacity`` built oneDNN primitives in this process. oneDNN reads the value when
+    it builds its first primitive, so the first call before that counts; the operator's wins."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
+
+
+def keep_freed_memory_mapped() -> bool:
+    """Tune glibc malloc as described above; True if it is in effect (False off glibc/Linux)."""
     global _done
     with _lock:
         if _done is None:
-            # Read by oneDNN when it creates its first primitive; a value set by the operator wins.
-            os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(primitive_cache))
             _done = (_mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
                      and _mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
                      and _mallopt(_M_ARENA_MAX, _ARENA_MAX))

@@ -225,6 +225,7 @@ class KokoroTorchModel:
 class KokoroFamily:
     name = "kokoro"
     streams_within_piece = False  # every AdaIN layer of the decoder normalizes over the whole piece
+    reuses_built_shapes = False   # every piece has its own widths
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

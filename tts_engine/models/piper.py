@@ -80,6 +80,10 @@ class PiperFamily:
     name = "piper"
     streams_within_piece = True   # the vocoder streams in overlapping chunks
 
+    @property
+    def reuses_built_shapes(self) -> bool:
+        return self.settings.width_buckets_per_octave > 0
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.text = TextFrontend(settings.max_text_chars, settings.max_sentence_chars)

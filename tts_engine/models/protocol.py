@@ -82,6 +82,9 @@ class ModelFamily(Protocol):
     # Whether a stream hears a piece's first audio before the whole piece is decoded. Where not
     # (Kokoro), a stream's first sentence is cut after a clause so first audio comes sooner.
     streams_within_piece: bool
+    # Whether its renders reuse built oneDNN primitives (widths rounded to a few sizes): a process
+    # whose first model is such a family keeps Settings.onednn_primitive_cache of them, others 16.
+    reuses_built_shapes: bool
 
     def voices(self) -> list["VoiceInfo"]:
         """The family's voices, without loading weights."""
