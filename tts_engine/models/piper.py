@@ -114,11 +114,12 @@ class PiperFamily:
 
     def load(self, voice: VoiceInfo, device: str) -> PiperModel:
         vits = load_vits(voice.model_path).to(device)
-        if torch.device(device).type == "cpu":  # oneDNN's per-shape builds; CUDA has no such cost
+        kind = torch.device(device).type
+        if kind == "cpu":  # oneDNN's per-shape builds; CUDA has no such cost
             vits.width_buckets = self.settings.width_buckets_per_octave
-        if self.settings.fp16 and torch.device(device).type == "cuda":
+        if self.settings.fp16 and kind == "cuda":
             vits.dec.half()  # the vocoder dominates run time and tolerates fp16
-        if torch.device(device).type == "cpu" and cpu_has_bf16():
+        if kind == "cpu" and cpu_has_bf16():
             if self.settings.cpu_bf16_vocoder:
                 vits.dec.to(torch.bfloat16)  # ~1.35x faster renders; outside the 1e-3 ORT parity bound
             if self.settings.cpu_bf16_flow:

@@ -60,12 +60,13 @@ class NoiseSpec:
 
 class Vits(nn.Module):
     """``width_buckets``: token and frame widths are computed rounded up to this many sizes per
-    octave (``shape_buckets.py``); 0 computes every width exactly."""
+    octave (``shape_buckets.py``; ``PiperFamily`` sets it on CPU); 0 computes every width exactly."""
 
-    def __init__(self, cfg: VitsConfig, width_buckets: int = 0) -> None:
+    width_buckets = 0
+
+    def __init__(self, cfg: VitsConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.width_buckets = width_buckets
         self.enc_p = TextEncoder(cfg)
         self.dp = StochasticDurationPredictor(cfg)
         self.flow = ResidualCouplingBlock(cfg)
