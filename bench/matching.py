@@ -23,6 +23,11 @@ WER_SENTENCES = (
     "Please call me back before five thirty tomorrow afternoon.",
     "She has been writing computer programs for ten years.",
     "The weather today is sunny with a light breeze from the west.",
+    "Turn left at the second light and park behind the old bakery.",
+    "Our quarterly report shows steady growth in every northern region.",
+    "Could you check whether the train leaves from platform nine?",
+    "My grandmother grew tomatoes, beans and pumpkins in her garden.",
+    "The museum opens at nine and closes early on public holidays.",
 )
 
 
@@ -132,6 +137,10 @@ def section(rows: list[dict], steps: int, seconds: float, started: float) -> str
     means = " | ".join(f"{np.mean(v):.3f}" if v else "-" for v in mean.values())
     licences = "\n".join(f"- `{r['clip']}`: {r['licence']}" for r in rows)
     target_ge2e = np.mean(mean["style"]) if mean["style"] else float("nan")
+    wer_rises = [r["wer_fitted"] - r["wer_start"] for r in rows if "wer_fitted" in r]
+    from bench.intelligibility import en_units
+
+    words = sum(len(en_units(s)) for s in WER_SENTENCES)
     return f"""## Voice matching on real speech (`bench/cloning.py --matching`)
 
 - Command: `RAY_AUTH_MODE=disabled .venv/bin/python bench/cloning.py --matching --steps {steps} --seconds {seconds:g}`
@@ -151,5 +160,8 @@ def section(rows: list[dict], steps: int, seconds: float, started: float) -> str
 
 Targets: mean held-out GE2E of the fitted style >= 0.75: **{'met' if target_ge2e >= 0.75 else 'NOT met'}**
 ({target_ge2e:.3f}); d-vector gain over the best shipped voice on every clip:
-**{'met' if gains_dv and min(gains_dv) > 0 else 'NOT met'}** (gains {', '.join(f'{g:+.3f}' for g in gains_dv)}).
+**{'met' if gains_dv and min(gains_dv) > 0 else 'NOT met'}** (gains {', '.join(f'{g:+.3f}' for g in gains_dv)});
+WER of the fitted voice at most 0.02 above its starting shipped voice ({len(WER_SENTENCES)} sentences, {words} words,
+so one word is {1 / words:.3f}): **{'met' if wer_rises and max(wer_rises) <= 0.02 + 1e-9 else 'NOT met'}**
+(changes {', '.join(f'{d:+.3f}' for d in wer_rises) or '-'}).
 """

@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     matching_seconds: float = Field(420.0, gt=0, description="Wall-clock budget of a registration's fit.")
     matching_quick_steps: int = Field(4, ge=1, le=200, description="Steps of an on-the-fly reference's fit.")
     matching_quick_seconds: float = Field(60.0, gt=0, description="Budget of an on-the-fly reference's fit.")
-    matching_lr: float = Field(0.08, gt=0, le=1.0, description="Adam step in shipped-style standard deviations.")
+    matching_lr: float = Field(0.12, gt=0, le=1.0, description="Adam step in shipped-style standard deviations.")
     matching_start_packs: list[str] | None = Field(
         None, description="Shipped Kokoro packs a fit may start from (the nearest to the reference is taken); "
         "None: all of them.")

@@ -56,7 +56,7 @@ FULL_DIM = 2 * STYLE_DIM
 
 @dataclass(frozen=True)
 class FitConfig:
-    lr: float = 0.08                 # Adam step, in shipped-style standard deviations
+    lr: float = 0.12                 # Adam step, in shipped-style standard deviations
     radius: float = 1.5              # max RMS offset of the decoder half (std units)
     prosody_radius: float = 0.75     # max RMS offset of the prosody half (std units)
     weight_ge2e: float = 1.0
@@ -64,8 +64,12 @@ class FitConfig:
     weight_pull: float = 0.02        # L2 pull to the start (per-dim mean square)
     weight_span: float = 0.05        # out-of-span energy (per-dim mean square)
     weight_drift: float = 4.0
-    free_drift: float = 0.10         # content drift tolerated before it is penalised
-    max_drift: float = 0.25          # a step above this is undone
+    # Content drift is not free of speaker: two shipped voices speaking one sentence with the same
+    # durations are 0.15-0.9 apart (0.4-0.5 between distinct female voices). A 0.10 margin held
+    # every fit to a fraction of a voice change; 0.3 let the held-out GE2E rise by ~0.03-0.1
+    # without a measured WER change beyond one or two words (docs/BENCHMARKS.md, bench:matching).
+    free_drift: float = 0.30         # content drift tolerated before it is penalised
+    max_drift: float = 0.50          # a step above this is undone
     max_level_drop_db: float = 10.0  # a step this much quieter than the start is undone
     max_backoffs: int = 3
 
