@@ -146,11 +146,12 @@ def matching_main() -> None:
 
     from bench import matching
     from bench.speech_clips import CLIPS
+    from tts_engine.settings import Settings
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--matching", action="store_true")
     ap.add_argument("--clips", nargs="*", default=list(CLIPS))
-    ap.add_argument("--steps", type=int, default=24)  # the registration default (Settings.matching_steps)
+    ap.add_argument("--steps", type=int, default=Settings().matching_steps)  # a registration's fit
     ap.add_argument("--seconds", type=float, default=480.0)
     ap.add_argument("--no-wer", action="store_true")
     ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "voxserve" / "speech-clips")

@@ -65,9 +65,9 @@ class FitConfig:
     weight_span: float = 0.05        # out-of-span energy (per-dim mean square)
     weight_drift: float = 4.0
     # Content drift is not free of speaker: two shipped voices speaking one sentence with the same
-    # durations are 0.15-0.9 apart (0.4-0.5 between distinct female voices). A 0.10 margin held
-    # every fit to a fraction of a voice change; 0.3 let the held-out GE2E rise by ~0.03-0.1
-    # without a measured WER change beyond one or two words (docs/BENCHMARKS.md, bench:matching).
+    # durations are 0.15-0.9 apart (0.4-0.55 between distinct female voices). A 0.10 margin held
+    # every fit to a fraction of a voice change; 0.3 raised the held-out GE2E of four clips from
+    # 0.693 to 0.716 on average, at two more misheard words of 83 on two of them (docs/BENCHMARKS.md).
     free_drift: float = 0.30         # content drift tolerated before it is penalised
     max_drift: float = 0.50          # a step above this is undone
     max_level_drop_db: float = 10.0  # a step this much quieter than the start is undone
